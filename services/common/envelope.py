@@ -1,0 +1,101 @@
+"""What travels between the services.
+
+Every AMQP message carries the raw RFC 5322 message as its body, untouched,
+and one of the models below, JSON-encoded, in the ``staffetta`` header. The
+body is never re-parsed on the way; each hop only reads the small envelope.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Mapping
+from typing import Literal, TypeVar
+
+from pydantic import BaseModel, Field
+
+ENVELOPE_HEADER = "staffetta"
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+Route = Literal["local", "relay"]
+Action = Literal["delivered", "failed", "delayed", "deferred"]
+BounceKind = Literal["failure", "delay"]
+
+_QUEUE_ID_ALPHABET = "0123456789BCDFGHJKLMNPQRSTVWXZ"
+
+
+def new_queue_id() -> str:
+    """A short, unique, case-insensitive id in the spirit of Postfix's long queue ids."""
+    stamp = int(time.time() * 1000)
+    head = []
+    while stamp:
+        stamp, digit = divmod(stamp, len(_QUEUE_ID_ALPHABET))
+        head.append(_QUEUE_ID_ALPHABET[digit])
+    tail = "".join(secrets.choice(_QUEUE_ID_ALPHABET) for _ in range(8))
+    return "".join(reversed(head)) + tail
+
+
+class AcceptedMessage(BaseModel):
+    """Ingress -> router: a message the ingress has answered 250 for."""
+
+    queue_id: str
+    sender: str  # "" is the null reverse-path <>
+    recipients: list[str]
+    accepted_at: float  # Unix time of acceptance; the queue lifetime counts from here
+    client_address: str = ""
+    helo: str = ""
+    authenticated_user: str = ""
+    received_headers: int = 0  # Received: headers counted at ingress, for loop detection
+
+
+class DeliveryJob(BaseModel):
+    """Router -> delivery (and delivery -> retry queues -> delivery)."""
+
+    queue_id: str
+    sender: str
+    recipients: list[str]
+    route: Route
+    domain: str  # destination domain (relay) or "" (local)
+    accepted_at: float
+    attempts: int = 0
+    first_attempt_at: float | None = None
+    last_error: str = ""
+    delay_warned: bool = False
+    received_headers: int = 0
+
+
+class RecipientResult(BaseModel):
+    """The outcome of one attempt for one recipient."""
+
+    recipient: str
+    action: Action
+    status: str  # RFC 3463 enhanced status code, e.g. "5.1.1"
+    diagnostic: str = ""  # the remote server's reply, when one answered
+    remote_mta: str = ""
+
+
+class BounceJob(BaseModel):
+    """Delivery -> bounce: recipients of one message that failed or are delayed."""
+
+    queue_id: str
+    sender: str
+    accepted_at: float
+    kind: BounceKind
+    results: list[RecipientResult] = Field(default_factory=list)
+
+
+Envelope = AcceptedMessage | DeliveryJob | BounceJob
+
+
+def encode(envelope: BaseModel) -> str:
+    return envelope.model_dump_json()
+
+
+def decode(model: type[ModelT], headers: Mapping[str, object]) -> ModelT:
+    raw = headers.get(ENVELOPE_HEADER)
+    if isinstance(raw, bytes):
+        raw = raw.decode()
+    if not isinstance(raw, str):
+        raise ValueError(f"message has no {ENVELOPE_HEADER!r} header")
+    return model.model_validate_json(raw)
