@@ -1,0 +1,118 @@
+"""The AMQP adapter: PREFIX.bounce in, DSNs out to PREFIX.incoming.
+
+A DSN re-enters the pipeline through the front door, like Postfix's bounce(8)
+hands its notice to cleanup: it becomes a new accepted message from ``<>`` to
+the original sender, routed and delivered like any other. The bounce job is
+acknowledged only after the broker has confirmed the DSN.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+
+from aio_pika.abc import AbstractIncomingMessage
+from pydantic import ValidationError
+
+from services.bounce.dsn import DsnContext, build_dsn, drop_reason, reported_results
+from services.bounce.metrics import BounceMetrics
+from services.common.amqp import Broker, BrokerUnavailable
+from services.common.envelope import AcceptedMessage, BounceJob, decode, new_queue_id
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BounceConfig:
+    hostname: str
+    max_queue_lifetime: float
+
+
+class BounceWorker:
+    def __init__(self, broker: Broker, config: BounceConfig, metrics: BounceMetrics) -> None:
+        self._broker = broker
+        self._config = config
+        self._metrics = metrics
+
+    async def handle(self, message: AbstractIncomingMessage) -> None:
+        started = time.perf_counter()
+        try:
+            job = decode(BounceJob, message.headers)
+        except (ValueError, ValidationError) as exc:
+            log.error(
+                "unreadable bounce job, parked",
+                extra={
+                    "event": "invalid_envelope",
+                    "queue_id": message.message_id or "",
+                    "error": str(exc),
+                },
+            )
+            self._metrics.messages.labels(result="rejected").inc()
+            await message.reject(requeue=False)
+            return
+
+        reason = drop_reason(job)
+        if reason is not None:
+            self._drop(job, reason)
+            await message.ack()
+            self._metrics.processing.observe(time.perf_counter() - started)
+            return
+
+        dsn_id = new_queue_id()
+        now = time.time()
+        context = DsnContext(self._config.hostname, dsn_id, now, self._config.max_queue_lifetime)
+        dsn = build_dsn(job, message.body, context)
+        notice = AcceptedMessage(
+            queue_id=dsn_id,
+            sender="",
+            recipients=[job.sender],
+            accepted_at=now,
+            received_headers=1,  # the DSN's own Received: header
+        )
+        try:
+            await self._broker.publish(
+                self._broker.topology.incoming, dsn, notice, message_id=dsn_id
+            )
+        except BrokerUnavailable as exc:
+            log.warning(
+                "DSN not confirmed, bounce job requeued",
+                extra={"event": "requeued", "queue_id": job.queue_id, "error": str(exc)},
+            )
+            self._metrics.messages.labels(result="requeued").inc()
+            with contextlib.suppress(Exception):
+                await message.nack(requeue=True)
+            return
+
+        await message.ack()
+        reported = reported_results(job)
+        self._metrics.bounces.labels(kind=job.kind).inc()
+        self._metrics.recipients.labels(kind=job.kind).inc(len(reported))
+        self._metrics.messages.labels(result="sent").inc()
+        self._metrics.processing.observe(time.perf_counter() - started)
+        log.info(
+            "DSN queued",
+            extra={
+                "event": "dsn_queued",
+                "queue_id": job.queue_id,
+                "dsn_queue_id": dsn_id,
+                "kind": job.kind,
+                "recipients": ",".join(result.recipient for result in reported),
+                "statuses": ",".join(result.status for result in reported),
+            },
+        )
+
+    def _drop(self, job: BounceJob, reason: str) -> None:
+        self._metrics.dropped.labels(kind=job.kind, reason=reason).inc()
+        self._metrics.messages.labels(result="dropped").inc()
+        log.info(
+            "no DSN sent",
+            extra={
+                "event": "dsn_dropped",
+                "queue_id": job.queue_id,
+                "reason": reason,
+                "kind": job.kind,
+                "recipients": ",".join(result.recipient for result in job.results),
+            },
+        )

@@ -1,0 +1,155 @@
+"""The router's decisions: which recipients, which route, how many delivery jobs.
+
+Pure: an :class:`AcceptedMessage` and the :class:`RecipientDirectory` in, a
+:class:`RoutingPlan` out. No I/O, no asyncio.
+
+- Aliases expand recursively (``RecipientDirectory.expand``); a recipient
+  whose expansion loops (or nests too deep) fails with ``5.4.6`` (mail
+  forwarding loop), as Postfix reports it.
+- A message that already carries more than ``MAX_HOPS`` ``Received:``
+  headers is looping between mail systems: every recipient fails with
+  ``5.4.6`` (Postfix's ``hopcount_limit``).
+- Recipients at a local domain go into one ``route="local"`` job (domain
+  ``""``); every other recipient goes into one ``route="relay"`` job per
+  destination domain, also with a smarthost: the delivery side then keeps
+  one domain's deferrals apart from another's, and the job count stays
+  independent of how delivery reaches the domain.
+- Recipients are de-duplicated case-insensitively (after expansion), keeping
+  the first spelling seen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from services.common.addressing import (
+    AliasLoop,
+    RecipientDirectory,
+    normalize_address,
+    split_address,
+)
+from services.common.envelope import (
+    AcceptedMessage,
+    BounceJob,
+    DeliveryJob,
+    RecipientResult,
+    Route,
+)
+
+MAX_HOPS = 50  # Postfix's hopcount_limit default
+
+LOOP_STATUS = "5.4.6"  # RFC 3463: routing loop detected (Postfix: "mail forwarding loop")
+BAD_ADDRESS_STATUS = "5.1.3"  # RFC 3463: bad destination mailbox address syntax
+
+
+@dataclass(frozen=True)
+class RoutingPlan:
+    """What to publish for one accepted message."""
+
+    jobs: list[DeliveryJob]
+    bounce: BounceJob | None = None
+    alias_expansions: int = 0  # recipients that were aliases and got expanded
+    failed: list[RecipientResult] = field(default_factory=list)
+
+    def recipient_count(self, route: str) -> int:
+        return sum(len(job.recipients) for job in self.jobs if job.route == route)
+
+
+@dataclass
+class _Collector:
+    """Final recipients in arrival order, grouped by route and domain, de-duplicated."""
+
+    local: list[str] = field(default_factory=list)
+    relay: dict[str, list[str]] = field(default_factory=dict)
+    seen: set[str] = field(default_factory=set)
+
+    def add(self, address: str, directory: RecipientDirectory) -> None:
+        key = normalize_address(address)
+        if key in self.seen:
+            return
+        self.seen.add(key)
+        _, domain = split_address(address)
+        if directory.is_local_domain(domain):
+            self.local.append(address)
+        else:
+            self.relay.setdefault(domain, []).append(address)
+
+
+def route_message(message: AcceptedMessage, directory: RecipientDirectory) -> RoutingPlan:
+    """Expand, split and group the recipients of ``message`` into delivery jobs."""
+    if message.received_headers > MAX_HOPS:
+        reason = f"hop count exceeded ({message.received_headers} Received: headers)"
+        looped = [_failure(rcpt, LOOP_STATUS, reason) for rcpt in _unique(message.recipients)]
+        return RoutingPlan(jobs=[], bounce=_bounce(message, looped), failed=looped)
+
+    collector = _Collector()
+    failed: list[RecipientResult] = []
+    expansions = 0
+    for recipient in _unique(message.recipients):
+        if not split_address(recipient)[1]:
+            failed.append(_failure(recipient, BAD_ADDRESS_STATUS, "address has no domain"))
+            continue
+        try:
+            targets = directory.expand(recipient)
+        except AliasLoop as exc:
+            failed.append(_failure(recipient, LOOP_STATUS, f"mail forwarding loop: {exc}"))
+            continue
+        if directory.is_alias(recipient):
+            expansions += 1
+        for target in targets:
+            if split_address(target)[1]:
+                collector.add(target, directory)
+            else:
+                failed.append(_failure(target, BAD_ADDRESS_STATUS, "address has no domain"))
+
+    jobs = _jobs(message, collector)
+    bounce = _bounce(message, failed) if failed else None
+    return RoutingPlan(jobs=jobs, bounce=bounce, alias_expansions=expansions, failed=failed)
+
+
+def _jobs(message: AcceptedMessage, collector: _Collector) -> list[DeliveryJob]:
+    jobs: list[DeliveryJob] = []
+    if collector.local:
+        jobs.append(_job(message, collector.local, "local", ""))
+    for domain, recipients in collector.relay.items():
+        jobs.append(_job(message, recipients, "relay", domain))
+    return jobs
+
+
+def _job(message: AcceptedMessage, recipients: list[str], route: Route, domain: str) -> DeliveryJob:
+    return DeliveryJob(
+        queue_id=message.queue_id,
+        sender=message.sender,
+        recipients=recipients,
+        route=route,
+        domain=domain,
+        accepted_at=message.accepted_at,
+        received_headers=message.received_headers,
+    )
+
+
+def _failure(recipient: str, status: str, reason: str) -> RecipientResult:
+    # No remote server answered: the reason goes in the diagnostic without an
+    # SMTP reply code, and the DSN writer labels it as our own (X-Staffetta).
+    return RecipientResult(recipient=recipient, action="failed", status=status, diagnostic=reason)
+
+
+def _bounce(message: AcceptedMessage, failed: list[RecipientResult]) -> BounceJob:
+    return BounceJob(
+        queue_id=message.queue_id,
+        sender=message.sender,
+        accepted_at=message.accepted_at,
+        kind="failure",
+        results=failed,
+    )
+
+
+def _unique(addresses: list[str]) -> list[str]:
+    seen: set[str] = set()
+    unique = []
+    for address in addresses:
+        key = normalize_address(address)
+        if key not in seen:
+            seen.add(key)
+            unique.append(address)
+    return unique

@@ -1,0 +1,123 @@
+"""The AMQP adapter: PREFIX.incoming in, delivery jobs (and bounces) out.
+
+The input is acknowledged only after the broker has confirmed every output,
+so a crash or a broker outage between the two repeats the routing rather
+than losing a recipient (at-least-once, like every hop of the pipeline).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from aio_pika.abc import AbstractIncomingMessage
+from pydantic import BaseModel, ValidationError
+
+from services.common.addressing import RecipientDirectory
+from services.common.amqp import Broker, BrokerUnavailable
+from services.common.envelope import AcceptedMessage, decode
+from services.router.metrics import RouterMetrics
+from services.router.routing import RoutingPlan, route_message
+
+log = logging.getLogger(__name__)
+
+
+class RouterWorker:
+    def __init__(
+        self, broker: Broker, directory: RecipientDirectory, metrics: RouterMetrics
+    ) -> None:
+        self._broker = broker
+        self._directory = directory
+        self._metrics = metrics
+
+    async def handle(self, message: AbstractIncomingMessage) -> None:
+        started = time.perf_counter()
+        try:
+            accepted = decode(AcceptedMessage, message.headers)
+        except (ValueError, ValidationError) as exc:
+            # Unreadable: retrying cannot help. Rejecting dead-letters it to PREFIX.parked.
+            log.error(
+                "unreadable accepted message, parked",
+                extra={
+                    "event": "invalid_envelope",
+                    "queue_id": message.message_id or "",
+                    "error": str(exc),
+                },
+            )
+            self._metrics.messages.labels(result="rejected").inc()
+            await message.reject(requeue=False)
+            return
+
+        plan = route_message(accepted, self._directory)
+        try:
+            await self._publish(plan, message.body)
+        except BrokerUnavailable as exc:
+            log.warning(
+                "publish not confirmed, message requeued",
+                extra={"event": "requeued", "queue_id": accepted.queue_id, "error": str(exc)},
+            )
+            self._metrics.messages.labels(result="requeued").inc()
+            with contextlib.suppress(Exception):
+                await message.nack(requeue=True)
+            return
+
+        await message.ack()
+        self._count(plan)
+        self._metrics.processing.observe(time.perf_counter() - started)
+        log.info(
+            "routed",
+            extra={
+                "event": "routed",
+                "queue_id": accepted.queue_id,
+                "jobs": len(plan.jobs),
+                "local": plan.recipient_count("local"),
+                "relay": plan.recipient_count("relay"),
+                "failed": len(plan.failed),
+            },
+        )
+
+    async def _publish(self, plan: RoutingPlan, body: bytes) -> None:
+        topology = self._broker.topology
+        outputs: list[tuple[str, BaseModel, str]] = [
+            (topology.delivery, job, f"{job.queue_id}.{job.route}.{job.domain}")
+            for job in plan.jobs
+        ]
+        if plan.bounce is not None:
+            outputs.append((topology.bounce, plan.bounce, f"{plan.bounce.queue_id}.router-bounce"))
+        results = await asyncio.gather(
+            *(
+                self._broker.publish(queue, body, envelope, message_id=message_id)
+                for queue, envelope, message_id in outputs
+            ),
+            return_exceptions=True,
+        )
+        for result in results:
+            if isinstance(result, BrokerUnavailable):
+                raise result
+            if isinstance(result, BaseException):
+                raise result
+
+    def _count(self, plan: RoutingPlan) -> None:
+        for route in ("local", "relay"):
+            count = plan.recipient_count(route)
+            if count:
+                self._metrics.recipients.labels(route=route).inc(count)
+        for job in plan.jobs:
+            self._metrics.jobs_published.labels(route=job.route).inc()
+        for result in plan.failed:
+            self._metrics.failed_recipients.labels(status=result.status).inc()
+            log.info(
+                "recipient failed",
+                extra={
+                    "event": "recipient_failed",
+                    "queue_id": plan.bounce.queue_id if plan.bounce else "",
+                    "recipient": result.recipient,
+                    "status": result.status,
+                    "reason": result.diagnostic,
+                },
+            )
+        if plan.alias_expansions:
+            self._metrics.alias_expansions.inc(plan.alias_expansions)
+        self._metrics.messages.labels(result="routed").inc()
