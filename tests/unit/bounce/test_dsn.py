@@ -73,7 +73,7 @@ def status_blocks(dsn: Message) -> list[Message]:
     assert part.get_content_type() == "message/delivery-status"
     blocks = part.get_payload()
     assert isinstance(blocks, list)
-    return blocks
+    return [block for block in blocks if isinstance(block, Message)]
 
 
 def raw_part(raw: bytes, index: int) -> tuple[str, bytes]:
@@ -103,7 +103,7 @@ def test_failure_dsn_structure_and_top_headers() -> None:
     assert dsn.get_param("report-type") == "delivery-status"
     parts = dsn.get_payload()
     assert isinstance(parts, list)
-    assert [p.get_content_type() for p in parts] == [
+    assert [p.get_content_type() for p in parts if isinstance(p, Message)] == [
         "text/plain",
         "message/delivery-status",
         "text/rfc822-headers",

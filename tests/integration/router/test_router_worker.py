@@ -1,0 +1,155 @@
+"""The router as a service against the real RabbitMQ: PREFIX.incoming in, jobs out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aio_pika
+from aio_pika.abc import AbstractRobustConnection
+
+from services.common.amqp import Broker
+from services.common.envelope import (
+    ENVELOPE_HEADER,
+    AcceptedMessage,
+    BounceJob,
+    DeliveryJob,
+    decode,
+)
+from services.router.service import RouterService, build
+from tests.integration.router.conftest import (
+    collect,
+    message_count,
+    router_settings,
+    wait_for,
+)
+
+BODY = b"From: alice@example.org\r\nSubject: hello\r\n\r\nHello there.\r\n"
+
+
+def accepted(queue_id: str, *recipients: str) -> AcceptedMessage:
+    return AcceptedMessage(
+        queue_id=queue_id,
+        sender="alice@example.org",
+        recipients=list(recipients),
+        accepted_at=1_790_000_000.0,
+        client_address="127.0.0.1",
+        received_headers=1,
+    )
+
+
+def sample(service: RouterService, name: str, **labels: str) -> float:
+    value = service.registry.get_sample_value(name, labels)
+    return 0.0 if value is None else value
+
+
+async def started(prefix: str, aliases: Path | None = None) -> RouterService:
+    service = build(router_settings(prefix, aliases))
+    await service.start()
+    await wait_for(service.is_ready, 15, "router ready")
+    return service
+
+
+async def test_router_publishes_one_job_per_destination(
+    prefix: str, amqp: AbstractRobustConnection, publisher: Broker, tmp_path: Path
+) -> None:
+    aliases = tmp_path / "aliases"
+    aliases.write_text("team@local.test: ann@local.test, boss@remote.test\n")
+    service = await started(prefix, aliases)
+    try:
+        delivery = await collect(amqp, publisher.topology.delivery)
+        message = accepted(
+            "QIDROUTE1", "team@local.test", "dave@OTHER.test", "carol@remote.test", "x@far.test"
+        )
+        await publisher.publish(publisher.topology.incoming, BODY, message, message_id="QIDROUTE1")
+
+        received = await delivery.take(3)
+        jobs = {}
+        for item in received:
+            assert item.body == BODY
+            job = decode(DeliveryJob, item.headers)
+            jobs[(job.route, job.domain)] = job
+        assert sorted(jobs) == [("local", ""), ("relay", "far.test"), ("relay", "remote.test")]
+        assert jobs[("local", "")].recipients == ["ann@local.test", "dave@OTHER.test"]
+        assert jobs[("relay", "remote.test")].recipients == [
+            "boss@remote.test",
+            "carol@remote.test",
+        ]
+        assert jobs[("relay", "far.test")].recipients == ["x@far.test"]
+        for job in jobs.values():
+            assert job.queue_id == "QIDROUTE1"
+            assert job.sender == "alice@example.org"
+            assert job.accepted_at == 1_790_000_000.0
+            assert job.received_headers == 1
+
+        await wait_for(
+            lambda: sample(service, "staffetta_router_messages_total", result="routed") == 1,
+            10,
+            "the routed counter",
+        )
+        assert sample(service, "staffetta_router_recipients_total", route="local") == 2
+        assert sample(service, "staffetta_router_recipients_total", route="relay") == 3
+        assert sample(service, "staffetta_router_jobs_published_total", route="relay") == 2
+        assert sample(service, "staffetta_router_alias_expansions_total") == 1
+        assert sample(service, "staffetta_router_processing_seconds_count") == 1
+    finally:
+        await service.stop()
+    # Acknowledged, not merely delivered: nothing returns to the queue once the router is gone.
+    assert await message_count(amqp, publisher.topology.incoming) == 0
+    assert not service.is_ready()
+
+
+async def test_alias_loop_goes_to_the_bounce_queue(
+    prefix: str, amqp: AbstractRobustConnection, publisher: Broker, tmp_path: Path
+) -> None:
+    aliases = tmp_path / "aliases"
+    aliases.write_text("a@local.test: b@local.test\nb@local.test: a@local.test\n")
+    service = await started(prefix, aliases)
+    try:
+        delivery = await collect(amqp, publisher.topology.delivery)
+        bounces = await collect(amqp, publisher.topology.bounce)
+        message = accepted("QIDLOOP1", "a@local.test", "carol@remote.test")
+        await publisher.publish(publisher.topology.incoming, BODY, message, message_id="QIDLOOP1")
+
+        bounce_message = await bounces.next()
+        assert bounce_message.body == BODY  # the bounce service returns the original headers
+        bounce = decode(BounceJob, bounce_message.headers)
+        assert bounce.queue_id == "QIDLOOP1"
+        assert bounce.sender == "alice@example.org"
+        assert bounce.kind == "failure"
+        assert [(r.recipient, r.action, r.status) for r in bounce.results] == [
+            ("a@local.test", "failed", "5.4.6")
+        ]
+        job = decode(DeliveryJob, (await delivery.next()).headers)
+        assert (job.route, job.domain, job.recipients) == (
+            "relay",
+            "remote.test",
+            ["carol@remote.test"],
+        )
+        await wait_for(
+            lambda: (
+                sample(service, "staffetta_router_failed_recipients_total", status="5.4.6") == 1
+            ),
+            10,
+            "the failed-recipient counter",
+        )
+    finally:
+        await service.stop()
+
+
+async def test_unreadable_envelope_is_parked(
+    prefix: str, amqp: AbstractRobustConnection, publisher: Broker
+) -> None:
+    service = await started(prefix)
+    try:
+        parked = await collect(amqp, publisher.topology.parked)
+        channel = await amqp.channel()
+        await channel.default_exchange.publish(
+            aio_pika.Message(BODY, headers={ENVELOPE_HEADER: "{not json"}, message_id="BROKEN"),
+            routing_key=publisher.topology.incoming,
+        )
+        dead = await parked.next()
+        assert dead.message_id == "BROKEN"
+        assert dead.body == BODY
+        assert sample(service, "staffetta_router_messages_total", result="rejected") == 1
+    finally:
+        await service.stop()
