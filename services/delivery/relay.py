@@ -1,0 +1,159 @@
+"""Relay delivery: find the hosts (MX or smarthost), talk to them in order, merge results.
+
+The order of hosts, the meaning of each session and the loop check are the
+pure modules' (:mod:`mx`, :mod:`transcript`); this module only sequences the
+adapters (DNS, SMTP) and counts what happened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from services.common.envelope import DeliveryJob, RecipientResult
+from services.common.settings import ListenAddress
+from services.delivery.dns_lookup import DnsResolver
+from services.delivery.metrics import DeliveryMetrics
+from services.delivery.mx import (
+    MAX_ADDRESSES,
+    HostAddresses,
+    Identity,
+    MxHosts,
+    Records,
+    Undeliverable,
+    addresses_of,
+    plan_mx,
+    points_to_self,
+    unresolvable,
+)
+from services.delivery.outcome import MAIL_LOOP
+from services.delivery.replies import local_result
+from services.delivery.smtp_client import ClientConfig, Target, send
+from services.delivery.transcript import Transcript, judge
+
+Sender = Callable[[Target, str, Sequence[str], bytes, ClientConfig], Awaitable[Transcript]]
+
+
+@dataclass(frozen=True)
+class RelayConfig:
+    identity: Identity
+    remote_port: int
+    client: ClientConfig
+    smarthost: ListenAddress | None = None
+
+
+@dataclass(frozen=True)
+class RelayReport:
+    results: list[RecipientResult]
+    note: str = ""  # why no host was tried, for the logs
+    sessions: int = 0
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+class Relay:
+    def __init__(
+        self,
+        resolver: DnsResolver,
+        config: RelayConfig,
+        metrics: DeliveryMetrics,
+        *,
+        sender: Sender = send,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._resolver = resolver
+        self._config = config
+        self._metrics = metrics
+        self._send = sender
+        self._rng = rng or random.Random()
+
+    async def deliver(self, job: DeliveryJob, body: bytes) -> RelayReport:
+        found = await self.targets(job.domain)
+        if isinstance(found, Undeliverable):
+            results = [local_result(r, found.status) for r in job.recipients]
+            return RelayReport(results, note=found.reason)
+        final: dict[str, RecipientResult] = {}
+        latest: dict[str, RecipientResult] = {}
+        pending = list(job.recipients)
+        sessions = 0
+        for target in found:
+            transcript = await self._send(target, job.sender, pending, body, self._config.client)
+            sessions += 1
+            self._count(transcript)
+            verdict = judge(transcript, pending)
+            for recipient, result in verdict.results.items():
+                if result.action in ("delivered", "failed"):
+                    final[recipient] = result
+                else:
+                    latest[recipient] = result
+            pending = [r for r in pending if r not in final]
+            if not pending or not verdict.try_next:
+                break
+        results = [final.get(r) or latest[r] for r in job.recipients]
+        return RelayReport(results, sessions=sessions)
+
+    async def targets(self, domain: str) -> list[Target] | Undeliverable:
+        """The (host, address) pairs to try in order, or why there are none."""
+        smarthost = self._config.smarthost
+        if smarthost is not None:
+            return await self._smarthost_targets(smarthost)
+        plan = plan_mx(domain, await self._resolver.mx(domain), self._rng)
+        if isinstance(plan, Undeliverable):
+            return plan
+        return await self._mx_targets(domain, plan)
+
+    async def _mx_targets(self, domain: str, plan: MxHosts) -> list[Target] | Undeliverable:
+        resolved = await asyncio.gather(*(self._addresses(host) for host in plan.hosts))
+        targets: list[Target] = []
+        for index, host in enumerate(resolved):
+            addresses = addresses_of(host)
+            if points_to_self(host.host, addresses, self._config.identity):
+                # RFC 5321 5.1: only hosts preferred over ourselves are worth trying.
+                if index == 0:
+                    return Undeliverable(MAIL_LOOP, f"MX for {domain} points back to us")
+                break
+            port = self._config.remote_port
+            targets.extend(Target(host.host, address, port) for address in addresses)
+        if not targets:
+            return unresolvable(domain, resolved, plan.implicit)
+        return targets[:MAX_ADDRESSES]
+
+    async def _addresses(self, host: str) -> HostAddresses:
+        if _is_ip(host):
+            return HostAddresses(host, (Records(values=(host,)),))
+        answers = await asyncio.gather(
+            self._resolver.query(host, "A"), self._resolver.query(host, "AAAA")
+        )
+        return HostAddresses(host, tuple(answers))
+
+    async def _smarthost_targets(self, smarthost: ListenAddress) -> list[Target] | Undeliverable:
+        resolved = await self._addresses(smarthost.host)
+        addresses = addresses_of(resolved)
+        if not addresses:
+            status = unresolvable(smarthost.host, [resolved], implicit=False)
+            # The relay host is ours to configure: never bounce because of it.
+            return Undeliverable("4.4.3", status.reason.replace("MX hosts", "the smarthost"))
+        return [Target(smarthost.host, address, smarthost.port) for address in addresses]
+
+    def _count(self, transcript: Transcript) -> None:
+        metrics = self._metrics
+        if not transcript.connected:
+            kind = "refused" if "refused" in transcript.error else "failed"
+            metrics.connections.labels(result=kind).inc()
+            return
+        if transcript.reply is not None and transcript.reply_phase == "greeting":
+            metrics.connections.labels(result=f"greeting_{transcript.reply.code}").inc()
+        else:
+            metrics.connections.labels(result="ok").inc()
+        if transcript.tls_fallback:
+            metrics.tls.labels(mode="fallback").inc()
+        metrics.tls.labels(mode="tls" if transcript.tls else "plaintext").inc()

@@ -1,0 +1,227 @@
+"""The AMQP adapter: PREFIX.delivery in; retries, bounces and delay notices out.
+
+Each job is attempted once, right away. The outcome (see :mod:`outcome`) is
+published with confirms, and only then is the job acknowledged: a crash or
+a broker outage in between repeats the attempt rather than losing mail. No
+job ever waits unacknowledged -- deferred ones wait in the TTL retry queues.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aio_pika.abc import AbstractIncomingMessage
+from pydantic import BaseModel, ValidationError
+
+from services.common.amqp import Broker, BrokerUnavailable
+from services.common.envelope import DeliveryJob, RecipientResult, decode
+from services.delivery.maildir import Maildir, UnsafeMailbox
+from services.delivery.metrics import DeliveryMetrics
+from services.delivery.outcome import (
+    MAIL_LOOP,
+    Outcome,
+    RetryPolicy,
+    decide,
+    describe,
+    is_mail_loop,
+)
+from services.delivery.relay import Relay, RelayReport
+from services.delivery.replies import local_result
+
+log = logging.getLogger(__name__)
+
+UNSAFE_MAILBOX = "5.1.3"
+LOCAL_TROUBLE = "4.3.0"
+OLDEST_WINDOW = 60.0
+
+
+@dataclass(frozen=True)
+class Attempt:
+    results: list[RecipientResult]
+    note: str = ""
+
+
+class DeliveryWorker:
+    def __init__(
+        self,
+        broker: Broker,
+        relay: Relay,
+        maildir: Maildir,
+        policy: RetryPolicy,
+        metrics: DeliveryMetrics,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._broker = broker
+        self._relay = relay
+        self._maildir = maildir
+        self._policy = policy
+        self._metrics = metrics
+        self._clock = clock
+        self._deferrals: deque[tuple[float, float]] = deque()  # (when, accepted_at)
+
+    async def handle(self, message: AbstractIncomingMessage) -> None:
+        try:
+            job = decode(DeliveryJob, message.headers)
+        except (ValueError, ValidationError) as exc:
+            log.error(
+                "unreadable delivery job, parked",
+                extra={
+                    "event": "invalid_envelope",
+                    "queue_id": message.message_id or "",
+                    "error": str(exc),
+                },
+            )
+            self._metrics.jobs.labels(result="rejected").inc()
+            await message.reject(requeue=False)
+            return
+        self._metrics.in_flight.inc()
+        try:
+            await self._handle(job, message)
+        finally:
+            self._metrics.in_flight.dec()
+
+    async def _handle(self, job: DeliveryJob, message: AbstractIncomingMessage) -> None:
+        started_wall = self._clock()
+        started = time.perf_counter()
+        attempt = await self.attempt(job, message.body)
+        outcome = decide(
+            job,
+            attempt.results,
+            now=self._clock(),
+            attempt_started=started_wall,
+            policy=self._policy,
+        )
+        try:
+            await self._publish(job, outcome, message.body)
+        except BrokerUnavailable as exc:
+            log.warning(
+                "publish not confirmed, job requeued",
+                extra={"event": "requeued", "queue_id": job.queue_id, "error": str(exc)},
+            )
+            self._metrics.jobs.labels(result="requeued").inc()
+            with contextlib.suppress(Exception):
+                await message.nack(requeue=True)
+            return
+        await message.ack()
+        self._metrics.duration.labels(route=job.route).observe(time.perf_counter() - started)
+        self._record(job, outcome, attempt.note)
+
+    async def attempt(self, job: DeliveryJob, body: bytes) -> Attempt:
+        """One delivery attempt of every recipient of ``job``."""
+        if is_mail_loop(job):
+            note = f"mail loop: {job.received_headers} Received: headers"
+            return Attempt([local_result(r, MAIL_LOOP) for r in job.recipients], note)
+        if job.route == "local":
+            return Attempt(await self._deliver_local(job, body))
+        report: RelayReport = await self._relay.deliver(job, body)
+        return Attempt(report.results, report.note)
+
+    async def _deliver_local(self, job: DeliveryJob, body: bytes) -> list[RecipientResult]:
+        results = []
+        for recipient in job.recipients:
+            try:
+                path = await asyncio.to_thread(self._maildir.deliver, recipient, body)
+            except UnsafeMailbox as exc:
+                log.info(
+                    "unsafe local mailbox",
+                    extra={"event": "unsafe_mailbox", "queue_id": job.queue_id, "error": str(exc)},
+                )
+                results.append(local_result(recipient, UNSAFE_MAILBOX))
+                continue
+            except OSError as exc:
+                log.error(
+                    "maildir write failed",
+                    extra={"event": "maildir_error", "queue_id": job.queue_id, "error": str(exc)},
+                )
+                results.append(local_result(recipient, LOCAL_TROUBLE))
+                continue
+            log.debug(
+                "stored", extra={"event": "stored", "queue_id": job.queue_id, "file": path.name}
+            )
+            results.append(local_result(recipient, "2.0.0"))
+        return results
+
+    async def _publish(self, job: DeliveryJob, outcome: Outcome, body: bytes) -> None:
+        topology = self._broker.topology
+        tag = f"{job.queue_id}.{job.route}.{job.domain or 'local'}.a{job.attempts + 1}"
+        outputs: list[tuple[str, BaseModel, str]] = []
+        if outcome.bounce is not None:
+            outputs.append((topology.bounce, outcome.bounce, f"{tag}.failure"))
+        if outcome.delay_notice is not None:
+            outputs.append((topology.bounce, outcome.delay_notice, f"{tag}.delay"))
+        if outcome.retry is not None:
+            queue = topology.retry_queue(outcome.retry.attempts)
+            outputs.append((queue, outcome.retry, f"{tag}.retry"))
+        results = await asyncio.gather(
+            *(
+                self._broker.publish(queue, body, envelope, message_id=message_id)
+                for queue, envelope, message_id in outputs
+            ),
+            return_exceptions=True,
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+    def _record(self, job: DeliveryJob, outcome: Outcome, note: str) -> None:
+        metrics = self._metrics
+        now = self._clock()
+        for result, action in (
+            (outcome.delivered, "delivered"),
+            (outcome.deferred, "deferred"),
+            (outcome.failed, "failed"),
+        ):
+            if result:
+                metrics.attempts.labels(route=job.route, result=action).inc(len(result))
+        for _ in outcome.delivered:
+            metrics.latency.labels(route=job.route).observe(max(now - job.accepted_at, 0.0))
+        if outcome.expired:
+            metrics.expired.inc(len(outcome.expired))
+        for bounce in (outcome.bounce, outcome.delay_notice):
+            if bounce is not None:
+                metrics.bounce_jobs.labels(kind=bounce.kind).inc()
+        if outcome.retry is not None:
+            metrics.retries.labels(attempt=str(min(job.attempts + 1, 10))).inc()
+            self._deferrals.append((now, job.accepted_at))
+        self._update_oldest(now)
+        metrics.jobs.labels(result="retried" if outcome.retry else "done").inc()
+        self._log(job, outcome, note)
+
+    def _update_oldest(self, now: float) -> None:
+        while self._deferrals and self._deferrals[0][0] < now - OLDEST_WINDOW:
+            self._deferrals.popleft()
+        oldest = min((accepted for _, accepted in self._deferrals), default=now)
+        self._metrics.oldest_deferred.set(max(now - oldest, 0.0))
+
+    def _log(self, job: DeliveryJob, outcome: Outcome, note: str) -> None:
+        for results, event in (
+            (outcome.delivered, "delivered"),
+            (outcome.failed, "failed"),
+            (outcome.deferred, "deferred"),
+        ):
+            for result in results:
+                log.info(
+                    event,
+                    extra={
+                        "event": event,
+                        "queue_id": job.queue_id,
+                        "route": job.route,
+                        "recipient": result.recipient,
+                        "status": result.status,
+                        "relay": result.remote_mta,
+                        "reply": describe(result),
+                        "note": note,
+                        "attempt": job.attempts + 1,
+                    },
+                )
+        if outcome.suppressed_bounce:
+            log.info(
+                "null sender: no bounce",
+                extra={"event": "bounce_suppressed", "queue_id": job.queue_id},
+            )

@@ -1,0 +1,162 @@
+"""The delivery service in the test's loop, against the real RabbitMQ, a loopback
+DNS server and aiosmtpd MX servers on 127.0.0.2, 127.0.0.3, ... (one shared port)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aio_pika
+import pytest
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+
+from services.common.amqp import Broker
+from services.common.envelope import BounceJob, DeliveryJob, decode, new_queue_id
+from services.common.settings import load_settings
+from services.common.topology import Topology
+from services.delivery.service import DeliveryService, build
+from tests.support.dns_server import DnsServer
+from tests.support.mx_server import MxServers
+
+AMQP_URL = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+HOSTNAME = "relay.staffetta.test"
+BODY = (
+    b"Received: from client.test by relay.staffetta.test; Sat, 1 Jan 2026 00:00:00 +0000\r\n"
+    b"From: <s@src.test>\r\nTo: <a@example.test>\r\nSubject: test\r\n"
+    b"Message-ID: <1@src.test>\r\n\r\nHello,\r\n.leading dot\r\nbye\r\n"
+)
+
+pytestmark = pytest.mark.broker
+
+
+async def wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
+    """Poll a condition that no awaitable event signals, with a hard deadline."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {seconds}s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+@dataclass
+class Delivery:
+    """A running delivery service plus the test's own view of the broker."""
+
+    prefix: str
+    service: DeliveryService
+    connection: AbstractRobustConnection
+    channel: AbstractChannel
+    bounces: asyncio.Queue[AbstractIncomingMessage] = field(default_factory=asyncio.Queue)
+
+    @property
+    def topology(self) -> Topology:
+        return self.service.broker.topology
+
+    def job(
+        self, recipients: list[str], *, domain: str = "example.test", **changes: object
+    ) -> DeliveryJob:
+        job = DeliveryJob(
+            queue_id=new_queue_id(),
+            sender="s@src.test",
+            recipients=recipients,
+            route="relay",
+            domain=domain,
+            accepted_at=time.time(),
+        )
+        return job.model_copy(update=changes)
+
+    async def submit(self, job: DeliveryJob, body: bytes = BODY) -> None:
+        await self.service.broker.publish(
+            self.topology.delivery, body, job, message_id=f"{job.queue_id}.test"
+        )
+
+    async def next_bounce(self, seconds: float = 10.0) -> tuple[BounceJob, bytes]:
+        message = await asyncio.wait_for(self.bounces.get(), seconds)
+        return decode(BounceJob, message.headers), message.body
+
+    def metric(self, name: str, **labels: str) -> float:
+        value = self.service.registry.get_sample_value(name, labels)
+        return value or 0.0
+
+    async def depth(self, queue: str) -> int:
+        declared = await self.channel.declare_queue(queue, passive=True)
+        return int(declared.declaration_result.message_count or 0)
+
+
+@pytest.fixture
+def dns_server() -> Iterator[DnsServer]:
+    server = DnsServer()
+    server.add_mx("example.test", [(10, "mx1.example.test"), (20, "mx2.example.test")])
+    server.add_a("mx1.example.test", "127.0.0.2")
+    server.add_a("mx2.example.test", "127.0.0.3")
+    with server:
+        yield server
+
+
+@pytest.fixture
+def mx() -> Iterator[MxServers]:
+    with MxServers(count=2, domain="example.test") as fleet:
+        yield fleet
+
+
+StartDelivery = Callable[..., Awaitable[Delivery]]
+
+
+@pytest.fixture
+async def start_delivery(
+    dns_server: DnsServer, mx: MxServers, tmp_path: Path
+) -> AsyncIterator[StartDelivery]:
+    """Start the service with test settings (overridable as ``NAME=value`` keywords)."""
+    started: list[Delivery] = []
+
+    async def start(**overrides: str) -> Delivery:
+        prefix = f"test-{uuid.uuid4().hex[:8]}"
+        env = {
+            "STAFFETTA_AMQP_URL": AMQP_URL,
+            "STAFFETTA_AMQP_PREFIX": prefix,
+            "STAFFETTA_HOSTNAME": HOSTNAME,
+            "STAFFETTA_DNS_NAMESERVERS": dns_server.address,
+            "STAFFETTA_DNS_TIMEOUT": "2s",
+            "STAFFETTA_REMOTE_SMTP_PORT": str(mx.port),
+            "STAFFETTA_RETRY_SCHEDULE": "1s",
+            "STAFFETTA_CONNECT_TIMEOUT": "2s",
+            "STAFFETTA_COMMAND_TIMEOUT": "5s",
+            "STAFFETTA_DATA_TIMEOUT": "5s",
+            "STAFFETTA_MAILDIR_ROOT": str(tmp_path / "mail"),
+            "STAFFETTA_HTTP_LISTEN": "127.0.0.1:0",
+            "STAFFETTA_DELAY_WARNING_AFTER": "0",
+        }
+        env.update({f"STAFFETTA_{key}": value for key, value in overrides.items()})
+        service = build(load_settings(env))
+        await service.start()
+        connection = await aio_pika.connect_robust(AMQP_URL)
+        delivery = Delivery(prefix, service, connection, await connection.channel())
+        started.append(delivery)
+        await wait_for(service.is_ready, 15, "the delivery service to consume")
+        bounce_queue = await delivery.channel.get_queue(delivery.topology.bounce, ensure=False)
+
+        async def collect(message: AbstractIncomingMessage) -> None:
+            await message.ack()
+            await delivery.bounces.put(message)
+
+        await bounce_queue.consume(collect)
+        return delivery
+
+    yield start
+    for delivery in started:
+        await delivery.service.stop()
+        channel = await delivery.connection.channel()
+        for spec in delivery.topology.queues():
+            with contextlib.suppress(Exception):
+                await channel.queue_delete(spec.name, if_unused=False, if_empty=False)
+        with contextlib.suppress(Exception):
+            await delivery.connection.close()
+
+
+__all__ = ["BODY", "HOSTNAME", "Broker", "Delivery", "StartDelivery", "wait_for"]
