@@ -22,9 +22,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from services.bounce.wording import human_report, is_smtp_reply
+from services.common.addressing import normalize_address
 from services.common.envelope import BounceJob, BounceKind, RecipientResult
 
-MAX_LINE = 78
+MAX_LINE = 78  # RFC 5322's "should" for line length
+MAX_WORD = 900  # below RFC 5322's hard limit of 998 characters per line
+MAX_DIAGNOSTIC = 2000  # a remote reply longer than this is cut (multi-line replies are joined)
 
 SUBJECTS: dict[BounceKind, str] = {
     "failure": "Undelivered Mail Returned to Sender",
@@ -56,8 +59,15 @@ def drop_reason(job: BounceJob) -> str | None:
 
 
 def reported_results(job: BounceJob) -> list[RecipientResult]:
-    """The recipients this DSN reports on (a delivered recipient is never reported)."""
-    return [result for result in job.results if result.action != "delivered"]
+    """The recipients this DSN reports on: each once, and never a delivered one."""
+    seen: set[str] = set()
+    reported = []
+    for result in job.results:
+        key = normalize_address(result.recipient)
+        if result.action != "delivered" and key not in seen:
+            seen.add(key)
+            reported.append(result)
+    return reported
 
 
 def format_date(timestamp: float) -> str:
@@ -70,7 +80,7 @@ def fold(name: str, value: str) -> str:
     lines: list[str] = []
     current = f"{name}:"
     fresh = True  # nothing but the field name (or the folding space) on this line yet
-    for word in value.split():
+    for word in _words(value):
         if not fresh and len(current) + 1 + len(word) > MAX_LINE:
             lines.append(current)
             current, fresh = "", True
@@ -78,6 +88,19 @@ def fold(name: str, value: str) -> str:
         fresh = False
     lines.append(current)
     return "\r\n".join(lines)
+
+
+def _words(value: str) -> list[str]:
+    """The words of ``value``; a word too long for any line is cut into pieces."""
+    words: list[str] = []
+    for word in value.split():
+        words.extend(word[i : i + MAX_WORD] for i in range(0, len(word), MAX_WORD))
+    return words
+
+
+def _diagnostic(result: RecipientResult) -> str:
+    text = " ".join(result.diagnostic.split())
+    return text if len(text) <= MAX_DIAGNOSTIC else text[: MAX_DIAGNOSTIC - 3] + "..."
 
 
 def original_headers(message: bytes) -> bytes:
@@ -128,7 +151,7 @@ def _per_recipient_fields(
     ]
     if result.remote_mta:
         fields.append(fold("Remote-MTA", f"dns; {result.remote_mta}"))
-    diagnostic = " ".join(result.diagnostic.split())
+    diagnostic = _diagnostic(result)
     if diagnostic:
         # A remote reply is "smtp"; our own explanation (alias loop, DNS) is
         # labelled like Postfix's "X-Postfix".
@@ -178,14 +201,15 @@ def _status_part(job: BounceJob, context: DsnContext) -> tuple[list[str], str]:
 
 def _headers_part(original: bytes) -> tuple[list[str], str]:
     head = original_headers(original)
-    if head.isascii():
-        return [
-            "Content-Type: text/rfc822-headers",
-            "Content-Transfer-Encoding: 7bit",
-        ], head.decode("ascii")
-    return ["Content-Type: message/global-headers", "Content-Transfer-Encoding: base64"], (
-        _base64_lines(head)
-    )
+    longest = max((len(line) for line in head.split(b"\r\n")), default=0)
+    if head.isascii() and longest <= 998:
+        return ["Content-Type: text/rfc822-headers", "Content-Transfer-Encoding: 7bit"], (
+            head.decode("ascii")
+        )
+    # 8-bit (SMTPUTF8) headers: RFC 6533's global-headers, which may be base64-encoded;
+    # an over-long ASCII line: the same text type, base64-encoded to stay within 998.
+    kind = "text/rfc822-headers" if head.isascii() else "message/global-headers"
+    return [f"Content-Type: {kind}", "Content-Transfer-Encoding: base64"], _base64_lines(head)
 
 
 def _description(description: str, part: tuple[list[str], str]) -> tuple[list[str], str]:
@@ -210,7 +234,10 @@ def build_dsn(job: BounceJob, original: bytes, context: DsnContext) -> bytes:
             "Delayed-Mail Report" if job.kind == "delay" else "Delivery report",
             _status_part(job, context),
         ),
-        _description("Undelivered Message Headers", _headers_part(original)),
+        _description(
+            "Delayed Message Headers" if job.kind == "delay" else "Undelivered Message Headers",
+            _headers_part(original),
+        ),
     ]
     top = [
         f"Received: by {context.hostname} (Staffetta) id {context.queue_id};\r\n"

@@ -17,6 +17,19 @@ class BounceMetrics:
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> BounceMetrics:
+        metrics = cls._build(registry)
+        # Export every known series from the start, at zero, for dashboards and rate().
+        for kind in ("failure", "delay"):
+            metrics.bounces.labels(kind=kind)
+            metrics.recipients.labels(kind=kind)
+            for reason in ("null_sender", "no_recipients"):
+                metrics.dropped.labels(kind=kind, reason=reason)
+        for result in ("sent", "dropped", "requeued", "rejected"):
+            metrics.messages.labels(result=result)
+        return metrics
+
+    @classmethod
+    def _build(cls, registry: CollectorRegistry) -> BounceMetrics:
         return cls(
             bounces=Counter(
                 "staffetta_bounces",

@@ -92,7 +92,7 @@ def is_smtp_reply(diagnostic: str) -> bool:
     )
 
 
-def recipient_line(result: RecipientResult) -> str:
+def recipient_line(result: RecipientResult, waited: float = 0.0) -> str:
     """One paragraph per recipient: who, and what happened (the remote reply when any)."""
     diagnostic = " ".join(result.diagnostic.split())
     if result.remote_mta and diagnostic:
@@ -101,11 +101,14 @@ def recipient_line(result: RecipientResult) -> str:
         reason = diagnostic
     else:
         reason = f"{status_text(result.status)} (status {result.status})"
+    if result.status == "4.4.7":
+        expired = f"message expired after {human_duration(waited)} in the queue"
+        reason = f"{expired}; the last attempt failed: {reason}" if diagnostic else expired
     return textwrap.fill(
         f"<{result.recipient}>: {reason}",
         width=76,
         subsequent_indent="    ",
-        break_long_words=False,
+        break_long_words=True,
         break_on_hyphens=False,
     )
 
@@ -125,5 +128,5 @@ def human_report(
         )
     else:
         intro = _FAILURE_INTRO.format(hostname=hostname)
-    paragraphs = [recipient_line(result) for result in results]
+    paragraphs = [recipient_line(result, waited) for result in results]
     return intro + "\n" + "\n\n".join(paragraphs) + "\n"

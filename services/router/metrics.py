@@ -18,6 +18,17 @@ class RouterMetrics:
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> RouterMetrics:
+        metrics = cls._build(registry)
+        # Export every known series from the start, at zero, for dashboards and rate().
+        for route in ("local", "relay"):
+            metrics.recipients.labels(route=route)
+            metrics.jobs_published.labels(route=route)
+        for result in ("routed", "requeued", "rejected"):
+            metrics.messages.labels(result=result)
+        return metrics
+
+    @classmethod
+    def _build(cls, registry: CollectorRegistry) -> RouterMetrics:
         return cls(
             recipients=Counter(
                 "staffetta_router_recipients",

@@ -20,7 +20,7 @@ from services.common.topology import Topology
 AMQP_URL = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
 
-def service_settings(prefix: str, lifetime: str = "5d") -> Settings:
+def service_settings(prefix: str, lifetime: str = "5d", local_domains: str = "") -> Settings:
     env = {
         "STAFFETTA_AMQP_URL": AMQP_URL,
         "STAFFETTA_AMQP_PREFIX": prefix,
@@ -29,6 +29,7 @@ def service_settings(prefix: str, lifetime: str = "5d") -> Settings:
         "STAFFETTA_DNS_NAMESERVERS": "127.0.0.1:53",
         "STAFFETTA_HTTP_LISTEN": "127.0.0.1:0",
         "STAFFETTA_MAX_QUEUE_LIFETIME": lifetime,
+        "STAFFETTA_LOCAL_DOMAINS": local_domains,
     }
     return load_settings(env)
 

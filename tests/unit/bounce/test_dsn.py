@@ -335,3 +335,47 @@ def test_fold() -> None:
 def test_format_date_is_rfc5322() -> None:
     assert format_date(ACCEPTED_AT) == "Mon, 21 Sep 2026 14:13:20 +0000"
     assert email.utils.parsedate_to_datetime(format_date(ACCEPTED_AT)).timestamp() == ACCEPTED_AT
+
+
+def test_a_recipient_is_reported_once() -> None:
+    again = rejected("BOB@Remote.Test")
+    dsn = parse(build_dsn(failure_job(rejected(), again), ORIGINAL, CONTEXT))
+    assert [b["Final-Recipient"] for b in status_blocks(dsn)[1:]] == ["rfc822; bob@remote.test"]
+
+
+def test_huge_diagnostic_is_cut_and_every_line_stays_under_998() -> None:
+    result = RecipientResult(
+        recipient="bob@remote.test",
+        action="failed",
+        status="5.0.0",
+        diagnostic="550 " + "y" * 5000,
+        remote_mta="mx.remote.test",
+    )
+    raw = build_dsn(failure_job(result), ORIGINAL, CONTEXT)
+    assert max(len(line) for line in raw.split(b"\r\n")) <= 998
+    [_, block] = status_blocks(parse(raw))
+    assert unfold(block["Diagnostic-Code"]).endswith("...")
+    assert all_failures(parse(raw))[1] == {b"bob@remote.test"}
+
+
+def test_overlong_original_header_line_is_base64_encoded() -> None:
+    original = b"Subject: " + b"z" * 1200 + b"\r\nFrom: a@b.test\r\n\r\nbody\r\n"
+    raw = build_dsn(failure_job(rejected()), original, CONTEXT)
+    assert max(len(line) for line in raw.split(b"\r\n")) <= 998
+    head, decoded = raw_part(raw, 2)
+    assert "Content-Type: text/rfc822-headers" in head
+    assert "Content-Transfer-Encoding: base64" in head
+    assert decoded == original.split(b"\r\n\r\n")[0] + b"\r\n"
+
+
+def test_delay_headers_part_is_described_as_delayed() -> None:
+    job = BounceJob(
+        queue_id="QID1",
+        sender="alice@example.org",
+        accepted_at=ACCEPTED_AT,
+        kind="delay",
+        results=[RecipientResult(recipient="bob@remote.test", action="delayed", status="4.4.1")],
+    )
+    dsn = parse(build_dsn(job, ORIGINAL, CONTEXT))
+    descriptions = [p["Content-Description"] for p in dsn.get_payload() if isinstance(p, Message)]
+    assert descriptions == ["Notification", "Delayed-Mail Report", "Delayed Message Headers"]
