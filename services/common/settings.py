@@ -103,6 +103,12 @@ class Settings(BaseSettings):
     tls_key_file: Path | None = None
     max_sessions: int = Field(default=1000, ge=1)
     max_sessions_per_ip: int = Field(default=100, ge=1)
+    # Ingress: wait this long before the banner; a client that talks first is
+    # refused with 554 5.5.0 (postscreen-style pre-greeting check; 0 = no wait,
+    # only bytes already buffered at the greeting count).
+    greet_pause: Annotated[float, NoDecode] = 0.0
+    # Ingress: close an SMTP session idle for this long (RFC 5321 4.5.3.2: >= 5m).
+    smtp_idle_timeout: Annotated[float, NoDecode] = 300.0
 
     # Policy
     local_domains: CommaList = []
@@ -184,6 +190,8 @@ class Settings(BaseSettings):
         "data_timeout",
         "max_queue_lifetime",
         "delay_warning_after",
+        "greet_pause",
+        "smtp_idle_timeout",
         mode="before",
     )
     @classmethod
@@ -297,6 +305,8 @@ class Settings(BaseSettings):
 
 
 _DURATION_FIELDS = {
+    "greet_pause",
+    "smtp_idle_timeout",
     "dns_timeout",
     "connect_timeout",
     "command_timeout",

@@ -1,0 +1,176 @@
+"""The aiosmtpd hooks: build a value, ask the policy, turn the decision into a reply.
+
+Shared state of one ingress process lives in :class:`IngressContext`; the
+per-connection state lives on the protocol object (:mod:`services.ingress.smtp`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from services.common.addressing import RecipientDirectory
+from services.common.amqp import Broker, BrokerUnavailable
+from services.common.envelope import AcceptedMessage, new_queue_id
+from services.ingress import message, policy, replies
+from services.ingress.metrics import IngressMetrics
+from services.ingress.replies import Reply
+from services.ingress.sessions import SessionTable
+
+if TYPE_CHECKING:
+    from services.ingress.smtp import IngressSMTP
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IngressContext:
+    """Everything the sessions of one ingress process share."""
+
+    hostname: str
+    broker: Broker
+    directory: RecipientDirectory
+    limits: policy.Limits
+    trusted_networks: tuple[policy.IPNetwork, ...]
+    metrics: IngressMetrics
+    sessions: SessionTable
+    greet_pause: float = 0.0
+    idle_timeout: float = 300.0
+    stopping: bool = False
+    drained: asyncio.Event = field(default_factory=asyncio.Event)  # set once stopping and idle
+    connections: set[IngressSMTP] = field(default_factory=set)
+
+    @property
+    def open_transactions(self) -> int:
+        return sum(1 for connection in self.connections if connection.in_transaction)
+
+
+def _is_clean(address: str) -> bool:
+    """No NUL, no other control characters, and valid UTF-8 (no escaped bytes)."""
+    try:
+        address.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return not any(ord(char) < 0x20 or ord(char) == 0x7F for char in address)
+
+
+def _declared_size(options: list[str]) -> int | None:
+    for option in options:
+        name, _, value = option.partition("=")
+        if name.upper() == "SIZE" and value.isdigit():
+            return int(value)
+    return None
+
+
+class IngressHandler:
+    """aiosmtpd handler: each hook returns the reply string for one command."""
+
+    def __init__(self, context: IngressContext) -> None:
+        self.context = context
+
+    def _reject(self, stage: str, reply: Reply) -> str:
+        if not reply.ok:
+            self.context.metrics.rejections.labels(stage=stage, status=reply.enhanced).inc()
+        return str(reply)
+
+    async def handle_EHLO(
+        self, server: IngressSMTP, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        return server.ehlo_lines(responses)
+
+    async def handle_MAIL(
+        self, server: IngressSMTP, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        sender = "" if address == "<>" else address
+        if not _is_clean(sender):
+            return self._reject("mail", replies.BAD_SENDER)
+        reply = policy.check_declared_size(_declared_size(options), self.context.limits)
+        if reply.ok:
+            reply = server.sender_gate() or policy.check_sender(sender)
+        if reply.ok:
+            envelope.mail_from = address
+            envelope.mail_options.extend(options)
+        return self._reject("mail", reply)
+
+    async def handle_RCPT(
+        self, server: IngressSMTP, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        if not _is_clean(address):
+            return self._reject("rcpt", replies.BAD_ADDRESS)
+        reply = policy.check_recipient(
+            server.client(),
+            address,
+            self.context.directory,
+            len(envelope.rcpt_tos),
+            self.context.limits,
+        )
+        if reply.ok:
+            envelope.rcpt_tos.append(address)
+            envelope.rcpt_options.extend(options)
+        return self._reject("rcpt", reply)
+
+    async def handle_DATA(self, server: IngressSMTP, session: Any, envelope: Any) -> str:
+        reply = await self._queue(server, session, envelope)
+        server.end_transaction(accepted=reply.ok)
+        return self._reject("data", reply)
+
+    async def _queue(self, server: IngressSMTP, session: Any, envelope: Any) -> Reply:
+        context = self.context
+        raw: bytes = envelope.original_content or b""
+        body = message.normalise_line_ends(raw)
+        queue_id = new_queue_id()
+        sender = "" if envelope.mail_from == "<>" else str(envelope.mail_from)
+        recipients = [str(item) for item in envelope.rcpt_tos]
+        client = server.client()
+        helo = str(session.host_name or "")
+        trace = message.Trace(
+            helo=helo,
+            client_address=client.address,
+            hostname=context.hostname,
+            queue_id=queue_id,
+            recipients=tuple(recipients),
+            esmtp=bool(session.extended_smtp),
+            tls=server.tls_description(),
+            user=client.user,
+        )
+        accepted = AcceptedMessage(
+            queue_id=queue_id,
+            sender=sender,
+            recipients=recipients,
+            accepted_at=time.time(),
+            client_address=client.address,
+            helo=helo,
+            authenticated_user=client.user,
+            received_headers=message.count_received(body),
+        )
+        data = message.received_header(trace) + body
+        started = time.monotonic()
+        try:
+            await context.broker.publish(
+                context.broker.topology.incoming, data, accepted, message_id=queue_id
+            )
+        except BrokerUnavailable as exc:
+            log.warning(
+                "message not queued: broker unavailable",
+                extra={"event": "publish_failed", "queue_id": queue_id, "error": str(exc)},
+            )
+            return replies.BROKER_DOWN
+        context.metrics.publish_seconds.observe(time.monotonic() - started)
+        context.metrics.received_bytes.inc(len(data))
+        log.info(
+            "message queued",
+            extra={
+                "event": "accepted",
+                "queue_id": queue_id,
+                "client": client.address,
+                "sender": sender,
+                "recipients": len(recipients),
+                "size": len(data),
+                "user": client.user,
+            },
+        )
+        return replies.queued(queue_id)

@@ -1,0 +1,92 @@
+"""What the ingress does to a message's bytes: pure functions, no I/O.
+
+The body travels untouched apart from two things: our ``Received:`` header is
+prepended, and bare CR / bare LF line ends are normalised to CRLF (RFC 5321
+forbids them; normalising keeps one DATA one message, never two, and stops
+SMTP smuggling downstream where another server might read ``\\n.\\n`` as the
+end of data).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import format_datetime
+
+_BARE_LINE_END = re.compile(rb"\r(?!\n)|(?<!\r)\n")
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f()\[\]\\]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_MAX_HELO_IN_HEADER = 255
+
+
+def normalise_line_ends(body: bytes) -> bytes:
+    """Turn every bare CR and bare LF into CRLF."""
+    return _BARE_LINE_END.sub(b"\r\n", body)
+
+
+def has_bare_line_ends(body: bytes) -> bool:
+    return _BARE_LINE_END.search(body) is not None
+
+
+def header_section(body: bytes) -> bytes:
+    """The header block: everything before the first empty line."""
+    if body.startswith(b"\r\n"):
+        return b""
+    end = body.find(b"\r\n\r\n")
+    return body if end < 0 else body[: end + 2]
+
+
+def count_received(body: bytes) -> int:
+    """How many ``Received:`` header fields the message already carries."""
+    return sum(
+        1 for line in header_section(body).split(b"\r\n") if line[:9].lower() == b"received:"
+    )
+
+
+@dataclass(frozen=True)
+class Trace:
+    """What our ``Received:`` header records about one SMTP transaction."""
+
+    helo: str
+    client_address: str
+    hostname: str
+    queue_id: str
+    recipients: tuple[str, ...]
+    esmtp: bool = True
+    tls: str = ""  # e.g. "TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)"
+    user: str = ""  # the authenticated account
+    when: datetime | None = None
+
+    @property
+    def protocol(self) -> str:
+        """RFC 3848 ``with`` keyword: SMTP, ESMTP, ESMTPS, ESMTPA, ESMTPSA."""
+        if not self.esmtp:
+            return "SMTP"
+        return "ESMTP" + ("S" if self.tls else "") + ("A" if self.user else "")
+
+
+def _clean(text: str) -> str:
+    return _UNPRINTABLE.sub("?", text)[:_MAX_HELO_IN_HEADER]
+
+
+def received_header(trace: Trace) -> bytes:
+    """Our ``Received:`` header, folded, CRLF-terminated (RFC 5321 section 4.4)."""
+    helo = _clean(trace.helo) or "unknown"
+    address = _clean(trace.client_address)
+    literal = f"IPv6:{address}" if ":" in address else address
+    lines = [f"Received: from {helo} (unknown [{literal}])"]
+    if trace.tls:
+        lines.append(f"\t(using {_CONTROL.sub('?', trace.tls)})")
+    if trace.user:
+        lines.append(f"\t(Authenticated sender: {_clean(trace.user)})")
+    lines.append(f"\tby {trace.hostname} (Staffetta) with {trace.protocol} id {trace.queue_id}")
+    when = format_datetime(trace.when or datetime.now(UTC))
+    if len(trace.recipients) == 1:
+        # Like Postfix: name the recipient only when there is exactly one,
+        # so that Bcc recipients of a multi-recipient message stay hidden.
+        lines.append(f"\tfor <{_clean(trace.recipients[0])}>; {when}")
+    else:
+        lines[-1] += ";"
+        lines.append(f"\t{when}")
+    return ("\r\n".join(lines) + "\r\n").encode("utf-8", errors="surrogateescape")

@@ -1,0 +1,113 @@
+"""Who may send what to whom: the ingress relay policy, as pure decisions.
+
+Values in (the client, the address, the directory), a :class:`Reply` out.
+No I/O and no asyncio here: the SMTP adapter asks, then answers what we say.
+
+The rules, in the order Postfix's ``smtpd_recipient_restrictions`` would apply
+them with ``reject_unauth_destination`` and ``allow_untrusted_routing = no``:
+
+* an address without a domain, or one we cannot parse, is refused (553 5.1.3);
+* a recipient at a local domain is accepted from anyone, unless its local part
+  cannot be a safe Maildir folder (550 5.1.3), carries routing syntax
+  (``%``, ``!``, ``@``) from a client that may not relay (554 5.7.1), or is
+  unknown while a recipients file is set (550 5.1.1; aliases always exist);
+* any other domain is accepted only from trusted networks on the MTA port or
+  from an authenticated client; everything else is relay access denied
+  (554 5.7.1).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+from services.common.addressing import RecipientDirectory, is_safe_local_part, split_address
+from services.ingress import replies
+from services.ingress.replies import Reply
+
+PortKind = Literal["smtp", "submission", "submissions"]
+
+# Characters that turn a local part into a route to somewhere else
+# (``user%remote@local``, ``remote!user@local``, ``"user@remote"@local``).
+_ROUTING_CHARACTERS = ("%", "!", "@")
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(items: Iterable[str]) -> tuple[IPNetwork, ...]:
+    return tuple(ipaddress.ip_network(item, strict=False) for item in items)
+
+
+def is_trusted(address: str, networks: Iterable[IPNetwork]) -> bool:
+    """Is the client ``address`` inside one of ``networks``? Bad input is not trusted."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip.version == net.version and ip in net for net in networks)
+
+
+@dataclass(frozen=True)
+class Client:
+    """What the policy knows about the SMTP client."""
+
+    address: str
+    port: PortKind = "smtp"
+    trusted: bool = False  # inside STAFFETTA_TRUSTED_NETWORKS
+    user: str = ""  # the authenticated account, "" when not authenticated
+
+    @property
+    def may_relay(self) -> bool:
+        """Trusted networks relay on the MTA port only; AUTH relays everywhere."""
+        return bool(self.user) or (self.trusted and self.port == "smtp")
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_message_size: int
+    max_recipients: int
+
+
+def check_recipient(
+    client: Client,
+    address: str,
+    directory: RecipientDirectory,
+    accepted_so_far: int,
+    limits: Limits,
+) -> Reply:
+    """The reply to ``RCPT TO:<address>``."""
+    if accepted_so_far >= limits.max_recipients:
+        return replies.TOO_MANY_RECIPIENTS
+    local, domain = split_address(address)
+    if not domain or not local:
+        return replies.BAD_ADDRESS
+    if not directory.is_local_domain(domain):
+        return replies.RECIPIENT_OK if client.may_relay else replies.RELAY_DENIED
+    if not is_safe_local_part(local):
+        return replies.UNSAFE_RECIPIENT
+    if any(char in local for char in _ROUTING_CHARACTERS) and not client.may_relay:
+        return replies.RELAY_DENIED
+    if not directory.local_recipient_exists(address):
+        return replies.UNKNOWN_RECIPIENT
+    return replies.RECIPIENT_OK
+
+
+def check_sender(address: str) -> Reply:
+    """The reply to ``MAIL FROM:<address>`` (the null sender ``""`` is fine)."""
+    if address == "":
+        return replies.SENDER_OK
+    local, domain = split_address(address)
+    if not local or not domain or any(ord(char) < 0x20 or ord(char) == 0x7F for char in address):
+        return replies.BAD_SENDER
+    return replies.SENDER_OK
+
+
+def check_declared_size(declared: int | None, limits: Limits) -> Reply:
+    """``MAIL FROM:<...> SIZE=n``: refuse up front what cannot fit."""
+    if declared is not None and declared > limits.max_message_size:
+        return replies.MESSAGE_TOO_BIG
+    return replies.SENDER_OK

@@ -1,0 +1,131 @@
+"""The ingress service: SMTP listeners in front of ``PREFIX.incoming``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry
+
+from services.common.addressing import RecipientDirectory
+from services.common.amqp import Broker
+from services.common.settings import ListenAddress, Settings
+from services.common.topology import Topology
+from services.ingress.handler import IngressContext, IngressHandler
+from services.ingress.metrics import IngressMetrics
+from services.ingress.policy import Limits, PortKind, parse_networks
+from services.ingress.sessions import SessionTable
+from services.ingress.smtp import IngressSMTP
+
+log = logging.getLogger(__name__)
+
+STOP_GRACE = 25.0
+
+
+@dataclass(frozen=True)
+class Listener:
+    port: PortKind
+    address: ListenAddress
+
+
+def listeners(settings: Settings) -> list[Listener]:
+    found = [Listener("smtp", settings.smtp_address)]
+    if settings.submission_address is not None:
+        found.append(Listener("submission", settings.submission_address))
+    if settings.submissions_address is not None:
+        found.append(Listener("submissions", settings.submissions_address))
+    return found
+
+
+class IngressService:
+    name = "ingress"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.registry = CollectorRegistry()
+        self.metrics = IngressMetrics(self.registry)
+        topology = Topology(
+            settings.amqp_prefix, tuple(settings.retry_schedule), settings.amqp_delivery_limit
+        )
+        self.broker = Broker(
+            settings.amqp_url.get_secret_value(), topology, prefetch=settings.amqp_prefetch
+        )
+        self.context = IngressContext(
+            hostname=settings.hostname,
+            broker=self.broker,
+            directory=RecipientDirectory.load(
+                settings.local_domains, settings.local_recipients_file, settings.aliases_file
+            ),
+            limits=Limits(settings.max_message_size, settings.max_recipients),
+            trusted_networks=parse_networks(settings.trusted_networks),
+            metrics=self.metrics,
+            sessions=SessionTable(settings.max_sessions, settings.max_sessions_per_ip),
+            greet_pause=settings.greet_pause,
+            idle_timeout=settings.smtp_idle_timeout,
+        )
+        self.handler = IngressHandler(self.context)
+        self._servers: list[asyncio.Server] = []
+        self._connect_task: asyncio.Task[None] | None = None
+        self.bound: dict[PortKind, ListenAddress] = {}
+
+    def is_ready(self) -> bool:
+        return self.broker.ready and bool(self._servers) and not self.context.stopping
+
+    async def start(self) -> None:
+        # The ports listen even while the broker is down: clients then get
+        # 421 4.3.0 at the greeting instead of a refused connection.
+        self._connect_task = asyncio.create_task(self.broker.connect_forever())
+        loop = asyncio.get_running_loop()
+        for listener in listeners(self.settings):
+            server = await loop.create_server(
+                self._factory(listener.port),
+                host=listener.address.host,
+                port=listener.address.port,
+                reuse_address=True,
+            )
+            self._servers.append(server)
+            sockname = server.sockets[0].getsockname()
+            self.bound[listener.port] = ListenAddress(str(sockname[0]), int(sockname[1]))
+            log.info(
+                "listening",
+                extra={
+                    "event": "listening",
+                    "port": listener.port,
+                    "address": str(self.bound[listener.port]),
+                },
+            )
+
+    def _factory(self, port: PortKind) -> Callable[[], IngressSMTP]:
+        handler = self.handler
+
+        def make() -> IngressSMTP:
+            return IngressSMTP(handler, port=port)
+
+        return make
+
+    async def stop(self) -> None:
+        """Stop listening, let open transactions finish (bounded), then hang up."""
+        self.context.stopping = True
+        for server in self._servers:
+            server.close()
+        if self.context.open_transactions:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.context.drained.wait(), STOP_GRACE)
+        for connection in list(self.context.connections):
+            await connection.close_for_shutdown()
+        for server in self._servers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), 1)
+        if self._connect_task is not None:
+            self._connect_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._connect_task
+        await self.broker.close()
+        log.info("ingress stopped", extra={"event": "ingress_stopped"})
+
+
+def build(settings: Settings) -> IngressService:
+    return IngressService(settings)

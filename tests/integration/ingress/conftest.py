@@ -1,0 +1,154 @@
+"""Fixtures: the real ingress, in-process on free loopback ports, against real RabbitMQ."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import aio_pika
+import pytest
+from aio_pika.abc import AbstractIncomingMessage
+
+from services.common.envelope import AcceptedMessage, decode
+from services.common.settings import load_settings
+from services.common.topology import Topology
+from services.ingress.service import IngressService
+
+AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+
+
+@dataclass
+class Queued:
+    envelope: AcceptedMessage
+    body: bytes
+    message_id: str
+
+
+class Incoming:
+    """Reads what the ingress published to ``PREFIX.incoming``."""
+
+    def __init__(self, channel: aio_pika.abc.AbstractChannel, queue: str) -> None:
+        self._channel = channel
+        self.queue = queue
+
+    async def get(self, within: float = 10.0) -> Queued:
+        queue = await self._channel.get_queue(self.queue, ensure=False)
+        deadline = time.monotonic() + within
+        while True:
+            message: AbstractIncomingMessage | None = await queue.get(no_ack=True, fail=False)
+            if message is not None:
+                return Queued(
+                    decode(AcceptedMessage, message.headers),
+                    message.body,
+                    message.message_id or "",
+                )
+            if time.monotonic() > deadline:
+                raise AssertionError(f"nothing arrived in {self.queue} within {within}s")
+            await asyncio.sleep(0.05)
+
+    async def count(self) -> int:
+        declared = await self._channel.declare_queue(self.queue, passive=True)
+        result = declared.declaration_result
+        return int(result.message_count or 0)
+
+
+@dataclass
+class Running:
+    service: IngressService
+    prefix: str
+
+    @property
+    def smtp_port(self) -> int:
+        return self.service.bound["smtp"].port
+
+    @property
+    def submission_port(self) -> int:
+        return self.service.bound["submission"].port
+
+    @property
+    def submissions_port(self) -> int:
+        return self.service.bound["submissions"].port
+
+    def metric(self, name: str, **labels: str) -> float:
+        value = self.service.registry.get_sample_value(name, labels)
+        return 0.0 if value is None else value
+
+
+StartIngress = Callable[..., Awaitable[Running]]
+
+
+async def until(predicate: Callable[[], bool], within: float = 10.0) -> bool:
+    """Poll ``predicate`` until it holds or ``within`` seconds pass; its last value."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(0.02)
+    return predicate()
+
+
+async def wait_ready(service: IngressService, within: float = 15.0) -> None:
+    if not await until(service.is_ready, within):
+        raise AssertionError("ingress not ready (is RabbitMQ running on 127.0.0.1:5672?)")
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"test-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+async def amqp_channel() -> AsyncIterator[aio_pika.abc.AbstractChannel]:
+    connection = await aio_pika.connect(AMQP_URL)
+    channel = await connection.channel()
+    yield channel
+    await connection.close()
+
+
+@pytest.fixture
+async def incoming(amqp_channel: aio_pika.abc.AbstractChannel, prefix: str) -> Incoming:
+    return Incoming(amqp_channel, f"{prefix}.incoming")
+
+
+@pytest.fixture
+async def start_ingress(
+    prefix: str, tmp_path: Path, amqp_channel: aio_pika.abc.AbstractChannel
+) -> AsyncIterator[StartIngress]:
+    """Start an ingress with ``STAFFETTA_*`` overrides (lower-case names without prefix)."""
+    started: list[IngressService] = []
+
+    async def start(*, ready: bool = True, **overrides: str) -> Running:
+        environ = {
+            "STAFFETTA_AMQP_URL": AMQP_URL,
+            "STAFFETTA_AMQP_PREFIX": prefix,
+            "STAFFETTA_HOSTNAME": "mx.staffetta.test",
+            "STAFFETTA_SMTP_LISTEN": "127.0.0.1:0",
+            "STAFFETTA_SUBMISSION_LISTEN": "127.0.0.1:0",
+            "STAFFETTA_HTTP_LISTEN": "127.0.0.1:0",
+            "STAFFETTA_LOCAL_DOMAINS": "local.test",
+            "STAFFETTA_TRUSTED_NETWORKS": "127.0.0.1/32",
+            "STAFFETTA_DNS_NAMESERVERS": "127.0.0.1:1",
+            "STAFFETTA_RETRY_SCHEDULE": "1s,2s",
+        }
+        for key, value in overrides.items():
+            environ[f"STAFFETTA_{key.upper()}"] = value
+        service = IngressService(load_settings(environ))
+        await service.start()
+        started.append(service)
+        if ready:
+            await wait_ready(service)
+        return Running(service, prefix)
+
+    yield start
+    for service in started:
+        await service.stop()
+    topology = Topology(prefix, (1.0, 2.0))
+    for spec in topology.queues():
+        with contextlib.suppress(Exception):
+            queue = await amqp_channel.get_queue(spec.name, ensure=False)
+            await queue.delete(if_unused=False, if_empty=False)

@@ -1,0 +1,97 @@
+"""Received header, Received counting and line-end normalisation."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from services.ingress import message
+from services.ingress.message import Trace
+
+WHEN = datetime(2026, 11, 28, 20, 0, 0, tzinfo=UTC)
+
+
+def trace(**changes: object) -> Trace:
+    values: dict[str, object] = {
+        "helo": "client.test",
+        "client_address": "192.0.2.7",
+        "hostname": "mx.staffetta.test",
+        "queue_id": "QID123",
+        "recipients": ("bob@local.test",),
+        "when": WHEN,
+    }
+    values.update(changes)
+    return Trace(**values)  # type: ignore[arg-type]
+
+
+def test_received_header_for_one_recipient() -> None:
+    header = message.received_header(trace())
+    assert header == (
+        b"Received: from client.test (unknown [192.0.2.7])\r\n"
+        b"\tby mx.staffetta.test (Staffetta) with ESMTP id QID123\r\n"
+        b"\tfor <bob@local.test>; Sat, 28 Nov 2026 20:00:00 +0000\r\n"
+    )
+
+
+def test_received_header_hides_multiple_recipients() -> None:
+    header = message.received_header(trace(recipients=("a@x.test", "b@y.test")))
+    assert b"a@x.test" not in header and b"b@y.test" not in header
+    assert header.endswith(b"id QID123;\r\n\tSat, 28 Nov 2026 20:00:00 +0000\r\n")
+
+
+def test_received_header_records_tls_and_user() -> None:
+    header = message.received_header(
+        trace(tls="TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)", user="alice")
+    )
+    assert b"(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits))" in header
+    assert b"(Authenticated sender: alice)" in header
+    assert b"with ESMTPSA id" in header
+
+
+@pytest.mark.parametrize(
+    ("esmtp", "tls", "user", "protocol"),
+    [
+        (False, "", "", "SMTP"),
+        (True, "", "", "ESMTP"),
+        (True, "TLSv1.3", "", "ESMTPS"),
+        (True, "", "u", "ESMTPA"),
+        (True, "TLSv1.2", "u", "ESMTPSA"),
+    ],
+)
+def test_protocol_names(esmtp: bool, tls: str, user: str, protocol: str) -> None:
+    assert trace(esmtp=esmtp, tls=tls, user=user).protocol == protocol
+
+
+def test_hostile_helo_cannot_forge_header_lines() -> None:
+    header = message.received_header(trace(helo="evil\r\nX-Injected: yes", client_address="::1"))
+    assert header.count(b"\r\n") == 3
+    assert b"X-Injected" in header and b"\r\nX-Injected" not in header
+    assert b"[IPv6:::1]" in header
+
+
+def test_count_received_headers_only() -> None:
+    body = (
+        b"Received: from a\r\n\tby b\r\nreceived: from c\r\nSubject: Received: no\r\n"
+        b"\r\nReceived: in the body does not count\r\n"
+    )
+    assert message.count_received(body) == 2
+    assert message.count_received(b"\r\nReceived: x\r\n") == 0
+    assert message.count_received(b"Received: x\r\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("raw", "normalised"),
+    [
+        (b"a\r\nb\r\n", b"a\r\nb\r\n"),
+        (b"a\nb\r\n", b"a\r\nb\r\n"),
+        (b"a\rb\r\n", b"a\r\nb\r\n"),
+        (b"x\n.\ny\r\n", b"x\r\n.\r\ny\r\n"),
+        (b"x\r.\ry\r\n", b"x\r\n.\r\ny\r\n"),
+        (b"x\n\ry\r\n", b"x\r\n\r\ny\r\n"),
+        (b"x\r\r\n", b"x\r\n\r\n"),
+    ],
+)
+def test_bare_line_ends_become_crlf(raw: bytes, normalised: bytes) -> None:
+    assert message.normalise_line_ends(raw) == normalised
+    assert message.has_bare_line_ends(raw) is (raw != normalised)
