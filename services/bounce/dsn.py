@@ -126,6 +126,15 @@ def _status(result: RecipientResult, kind: BounceKind) -> str:
     return "4.0.0" if kind == "delay" else "5.0.0"
 
 
+def mta_name(remote_mta: str) -> str:
+    """``mx.example.test[127.0.0.2]`` -> ``mx.example.test``: Remote-MTA names a host.
+
+    The address stays in the human part ("host mx.example.test[127.0.0.2] said: ...").
+    """
+    name, bracket, _ = remote_mta.partition("[")
+    return name if bracket and name else remote_mta
+
+
 def _address_type(address: str) -> str:
     return f"rfc822; {address}" if address.isascii() else f"utf-8; {address}"
 
@@ -150,7 +159,7 @@ def _per_recipient_fields(
         fold("Status", _status(result, job.kind)),
     ]
     if result.remote_mta:
-        fields.append(fold("Remote-MTA", f"dns; {result.remote_mta}"))
+        fields.append(fold("Remote-MTA", f"dns; {mta_name(result.remote_mta)}"))
     diagnostic = _diagnostic(result)
     if diagnostic:
         # A remote reply is "smtp"; our own explanation (alias loop, DNS) is

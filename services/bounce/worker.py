@@ -8,6 +8,7 @@ acknowledged only after the broker has confirmed the DSN.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -31,10 +32,20 @@ class BounceConfig:
 
 
 class BounceWorker:
-    def __init__(self, broker: Broker, config: BounceConfig, metrics: BounceMetrics) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        config: BounceConfig,
+        metrics: BounceMetrics,
+        *,
+        requeue_pause: float = 1.0,
+    ) -> None:
         self._broker = broker
         self._config = config
         self._metrics = metrics
+        # Before handing a job back after a failed publish: the queue's delivery
+        # limit counts requeues, so a tight loop would park the job within milliseconds.
+        self._requeue_pause = requeue_pause
 
     async def handle(self, message: AbstractIncomingMessage) -> None:
         started = time.perf_counter()
@@ -81,6 +92,7 @@ class BounceWorker:
                 extra={"event": "requeued", "queue_id": job.queue_id, "error": str(exc)},
             )
             self._metrics.messages.labels(result="requeued").inc()
+            await asyncio.sleep(self._requeue_pause)
             with contextlib.suppress(Exception):
                 await message.nack(requeue=True)
             return

@@ -26,11 +26,19 @@ log = logging.getLogger(__name__)
 
 class RouterWorker:
     def __init__(
-        self, broker: Broker, directory: RecipientDirectory, metrics: RouterMetrics
+        self,
+        broker: Broker,
+        directory: RecipientDirectory,
+        metrics: RouterMetrics,
+        *,
+        requeue_pause: float = 1.0,
     ) -> None:
         self._broker = broker
         self._directory = directory
         self._metrics = metrics
+        # Before handing a message back after a failed publish: the queue's delivery
+        # limit counts requeues, so a tight loop would park the message within milliseconds.
+        self._requeue_pause = requeue_pause
 
     async def handle(self, message: AbstractIncomingMessage) -> None:
         started = time.perf_counter()
@@ -59,6 +67,7 @@ class RouterWorker:
                 extra={"event": "requeued", "queue_id": accepted.queue_id, "error": str(exc)},
             )
             self._metrics.messages.labels(result="requeued").inc()
+            await asyncio.sleep(self._requeue_pause)
             with contextlib.suppress(Exception):
                 await message.nack(requeue=True)
             return

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import aio_pika
 from aio_pika.abc import AbstractRobustConnection
+from prometheus_client import CollectorRegistry
 
+from services.common.addressing import RecipientDirectory
 from services.common.amqp import Broker
 from services.common.envelope import (
     ENVELOPE_HEADER,
@@ -15,8 +17,11 @@ from services.common.envelope import (
     DeliveryJob,
     decode,
 )
+from services.router.metrics import RouterMetrics
 from services.router.service import RouterService, build
+from services.router.worker import RouterWorker
 from tests.integration.router.conftest import (
+    AMQP_URL,
     collect,
     message_count,
     router_settings,
@@ -153,3 +158,54 @@ async def test_unreadable_envelope_is_parked(
         assert sample(service, "staffetta_router_messages_total", result="rejected") == 1
     finally:
         await service.stop()
+
+
+async def test_input_is_requeued_until_every_output_is_confirmed(
+    prefix: str, amqp: AbstractRobustConnection, publisher: Broker
+) -> None:
+    topology = publisher.topology
+    broker = Broker(AMQP_URL, topology)
+    await broker.connect()
+    registry = CollectorRegistry()
+    worker = RouterWorker(
+        broker,
+        RecipientDirectory(frozenset({"local.test"})),
+        RouterMetrics.create(registry),
+        requeue_pause=0.3,
+    )
+    # No delivery queue: the broker returns the job unroutable, the publish is not confirmed.
+    channel = await amqp.channel()
+    await channel.queue_delete(topology.delivery, if_unused=False, if_empty=False)
+    try:
+        await broker.consume(topology.incoming, worker.handle)
+        message = accepted("QIDREQ1", "bob@local.test")
+        await publisher.publish(topology.incoming, BODY, message, message_id="QIDREQ1")
+
+        def requeued() -> float:
+            value = registry.get_sample_value(
+                "staffetta_router_messages_total", {"result": "requeued"}
+            )
+            return value or 0.0
+
+        await wait_for(lambda: requeued() >= 1, 10, "a requeue")
+        assert (
+            registry.get_sample_value("staffetta_router_messages_total", {"result": "routed"}) == 0
+        )
+        # The queue comes back: the requeued message is routed on its next delivery.
+        spec = next(spec for spec in topology.queues() if spec.name == topology.delivery)
+        await channel.declare_queue(spec.name, durable=True, arguments=spec.arguments)
+        delivery = await collect(amqp, topology.delivery)
+        job = decode(DeliveryJob, (await delivery.next()).headers)
+        assert (job.queue_id, job.recipients) == ("QIDREQ1", ["bob@local.test"])
+        await wait_for(
+            lambda: (
+                registry.get_sample_value("staffetta_router_messages_total", {"result": "routed"})
+                == 1
+            ),
+            10,
+            "the routed counter",
+        )
+    finally:
+        await broker.drain(grace=5)
+        await broker.close()
+    assert await message_count(amqp, topology.incoming) == 0

@@ -17,6 +17,7 @@ from services.bounce.dsn import (
     drop_reason,
     fold,
     format_date,
+    mta_name,
     original_headers,
 )
 from services.common.envelope import BounceJob, RecipientResult
@@ -379,3 +380,17 @@ def test_delay_headers_part_is_described_as_delayed() -> None:
     dsn = parse(build_dsn(job, ORIGINAL, CONTEXT))
     descriptions = [p["Content-Description"] for p in dsn.get_payload() if isinstance(p, Message)]
     assert descriptions == ["Notification", "Delayed-Mail Report", "Delayed Message Headers"]
+
+
+def test_remote_mta_field_names_the_host_and_the_text_keeps_the_address() -> None:
+    result = rejected().model_copy(update={"remote_mta": "mx1.remote.test[127.0.0.2]"})
+    dsn = parse(build_dsn(failure_job(result), ORIGINAL, CONTEXT))
+    [_, block] = status_blocks(dsn)
+    assert block["Remote-MTA"] == "dns; mx1.remote.test"
+    text = dsn.get_payload(0)
+    assert isinstance(text, Message)
+    assert "host mx1.remote.test[127.0.0.2] said: 550 5.1.1" in " ".join(
+        str(text.get_payload()).split()
+    )
+    assert mta_name("[127.0.0.3]") == "[127.0.0.3]"
+    assert mta_name("smarthost.test") == "smarthost.test"
