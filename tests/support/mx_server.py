@@ -96,6 +96,8 @@ class MxServer:
         self.rejections: list[tuple[str, str, str]] = []  # (phase, argument, reply)
         self.connections = 0
         self.greetings_421 = 0
+        self.data_delay = 0.0
+        self.data_started = threading.Event()
         self._rules: list[_Rule] = []
         self._greet_421: list[str] = []
         self._cond = threading.Condition()
@@ -117,6 +119,10 @@ class MxServer:
 
     def fail_data(self, reply: str, times: int | None = 1) -> None:
         self._add(_Rule("data", reply, None, times))
+
+    def slow_data(self, seconds: float) -> None:
+        """Wait ``seconds`` before answering the end of DATA (0: answer at once)."""
+        self.data_delay = seconds
 
     def greet_421(self, times: int = 1, reply: str = "421 4.3.2 Service not available") -> None:
         with self._cond:
@@ -209,6 +215,9 @@ class MxServer:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         txn = getattr(envelope, "staffetta_txn", 0)
+        self.data_started.set()
+        if self.data_delay:
+            await asyncio.sleep(self.data_delay)
         scripted = self._scripted("data", txn, "")
         if scripted:
             return scripted
@@ -467,6 +476,11 @@ class MxServers:
         finally:
             for server in self.servers:
                 await server._close()
+            # Sessions still open (a client that never said QUIT) end with the fleet.
+            pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
 
 
 def _authenticator(users: dict[str, str]) -> Callable[..., AuthResult]:
