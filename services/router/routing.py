@@ -16,6 +16,10 @@ Pure: an :class:`AcceptedMessage` and the :class:`RecipientDirectory` in, a
   independent of how delivery reaches the domain.
 - Recipients are de-duplicated case-insensitively (after expansion), keeping
   the first spelling seen.
+- A final local recipient that does not exist (recipients file set; it can
+  only come from an alias target, the ingress checks the others) fails with
+  ``5.1.1``; one whose local part cannot name a Maildir folder, or an address
+  without a domain, fails with ``5.1.3``.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from dataclasses import dataclass, field
 from services.common.addressing import (
     AliasLoop,
     RecipientDirectory,
+    is_safe_local_part,
     normalize_address,
     split_address,
 )
@@ -40,6 +45,7 @@ MAX_HOPS = 50  # Postfix's hopcount_limit default
 
 LOOP_STATUS = "5.4.6"  # RFC 3463: routing loop detected (Postfix: "mail forwarding loop")
 BAD_ADDRESS_STATUS = "5.1.3"  # RFC 3463: bad destination mailbox address syntax
+UNKNOWN_USER_STATUS = "5.1.1"  # RFC 3463: bad destination mailbox address
 
 
 @dataclass(frozen=True)
@@ -59,20 +65,53 @@ class RoutingPlan:
 class _Collector:
     """Final recipients in arrival order, grouped by route and domain, de-duplicated."""
 
+    directory: RecipientDirectory
     local: list[str] = field(default_factory=list)
     relay: dict[str, list[str]] = field(default_factory=dict)
+    failed: list[RecipientResult] = field(default_factory=list)
     seen: set[str] = field(default_factory=set)
 
-    def add(self, address: str, directory: RecipientDirectory) -> None:
+    def first_time(self, address: str) -> bool:
         key = normalize_address(address)
         if key in self.seen:
-            return
+            return False
         self.seen.add(key)
+        return True
+
+    def add(self, address: str) -> None:
+        if not self.first_time(address):
+            return
+        refusal = _refusal(address, self.directory)
+        if refusal is not None:
+            self.failed.append(refusal)
+            return
         _, domain = split_address(address)
-        if directory.is_local_domain(domain):
+        if self.directory.is_local_domain(domain):
             self.local.append(address)
         else:
             self.relay.setdefault(domain, []).append(address)
+
+    def fail(self, address: str, status: str, reason: str) -> None:
+        if self.first_time(address):
+            self.failed.append(_failure(address, status, reason))
+
+
+def _refusal(address: str, directory: RecipientDirectory) -> RecipientResult | None:
+    """Why a final recipient cannot be delivered at all, or ``None``.
+
+    The ingress checks the recipients it accepts at RCPT; alias targets come
+    from the aliases file and are checked here (Postfix: "unknown user").
+    """
+    local, domain = split_address(address)
+    if not domain:
+        return _failure(address, BAD_ADDRESS_STATUS, "address has no domain")
+    if not directory.is_local_domain(domain):
+        return None
+    if not is_safe_local_part(local):
+        return _failure(address, BAD_ADDRESS_STATUS, "local part cannot name a mailbox")
+    if not directory.local_recipient_exists(address):
+        return _failure(address, UNKNOWN_USER_STATUS, f'unknown user: "{local.lower()}"')
+    return None
 
 
 def route_message(message: AcceptedMessage, directory: RecipientDirectory) -> RoutingPlan:
@@ -82,26 +121,20 @@ def route_message(message: AcceptedMessage, directory: RecipientDirectory) -> Ro
         looped = [_failure(rcpt, LOOP_STATUS, reason) for rcpt in _unique(message.recipients)]
         return RoutingPlan(jobs=[], bounce=_bounce(message, looped), failed=looped)
 
-    collector = _Collector()
-    failed: list[RecipientResult] = []
+    collector = _Collector(directory)
     expansions = 0
     for recipient in _unique(message.recipients):
-        if not split_address(recipient)[1]:
-            failed.append(_failure(recipient, BAD_ADDRESS_STATUS, "address has no domain"))
-            continue
         try:
             targets = directory.expand(recipient)
         except AliasLoop as exc:
-            failed.append(_failure(recipient, LOOP_STATUS, f"mail forwarding loop: {exc}"))
+            collector.fail(recipient, LOOP_STATUS, f"mail forwarding loop: {exc}")
             continue
         if directory.is_alias(recipient):
             expansions += 1
         for target in targets:
-            if split_address(target)[1]:
-                collector.add(target, directory)
-            else:
-                failed.append(_failure(target, BAD_ADDRESS_STATUS, "address has no domain"))
+            collector.add(target)
 
+    failed = collector.failed
     jobs = _jobs(message, collector)
     bounce = _bounce(message, failed) if failed else None
     return RoutingPlan(jobs=jobs, bounce=bounce, alias_expansions=expansions, failed=failed)

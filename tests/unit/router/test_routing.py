@@ -188,3 +188,41 @@ def test_recipient_without_domain_fails_with_5_1_3() -> None:
 def test_no_local_domains_means_everything_is_relayed() -> None:
     plan = route_message(accepted("bob@local.test"), RecipientDirectory(frozenset(), None, {}))
     assert by_domain(plan.jobs) == {("relay", "local.test"): ["bob@local.test"]}
+
+
+def test_unknown_local_alias_target_fails_with_5_1_1_once() -> None:
+    known = RecipientDirectory(
+        frozenset({"local.test"}),
+        frozenset({"ann@local.test"}),
+        {
+            "team@local.test": ["ann@local.test", "ghost@local.test", "x@remote.test"],
+            "crew@local.test": ["Ghost@local.test"],
+        },
+    )
+    plan = route_message(accepted("team@local.test", "crew@local.test"), known)
+    assert by_domain(plan.jobs) == {
+        ("local", ""): ["ann@local.test"],
+        ("relay", "remote.test"): ["x@remote.test"],
+    }
+    assert plan.bounce is not None
+    assert [(r.recipient, r.status, r.diagnostic) for r in plan.bounce.results] == [
+        ("ghost@local.test", "5.1.1", 'unknown user: "ghost"')
+    ]
+
+
+def test_without_a_recipients_file_every_local_user_exists() -> None:
+    plan = route_message(accepted("anyone@local.test"), directory())
+    assert by_domain(plan.jobs) == {("local", ""): ["anyone@local.test"]}
+
+
+def test_alias_target_that_cannot_name_a_mailbox_fails_with_5_1_3() -> None:
+    aliases = {"team@local.test": ["../etc@local.test", "ok@local.test", "a/b@remote.test"]}
+    plan = route_message(accepted("team@local.test"), directory(aliases))
+    assert by_domain(plan.jobs) == {
+        ("local", ""): ["ok@local.test"],
+        ("relay", "remote.test"): ["a/b@remote.test"],  # the remote side decides
+    }
+    assert plan.bounce is not None
+    assert [(r.recipient, r.status) for r in plan.bounce.results] == [
+        ("../etc@local.test", "5.1.3")
+    ]
