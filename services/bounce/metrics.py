@@ -22,8 +22,6 @@ class BounceMetrics:
         for kind in ("failure", "delay"):
             metrics.bounces.labels(kind=kind)
             metrics.recipients.labels(kind=kind)
-            for reason in ("null_sender", "no_recipients"):
-                metrics.dropped.labels(kind=kind, reason=reason)
         for result in ("sent", "dropped", "requeued", "rejected"):
             metrics.messages.labels(result=result)
         return metrics
@@ -45,8 +43,8 @@ class BounceMetrics:
             ),
             dropped=Counter(
                 "staffetta_bounces_dropped",
-                "Bounce jobs for which no DSN is sent (null sender: a DSN is never bounced).",
-                ["kind", "reason"],
+                "Bounce jobs for which no DSN is sent: null sender (a DSN is never bounced) "
+                "or nothing to report. The reason is in the log line.",
                 registry=registry,
             ),
             messages=Counter(

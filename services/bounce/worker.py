@@ -116,7 +116,7 @@ class BounceWorker:
         )
 
     def _drop(self, job: BounceJob, reason: str) -> None:
-        self._metrics.dropped.labels(kind=job.kind, reason=reason).inc()
+        self._metrics.dropped.inc()
         self._metrics.messages.labels(result="dropped").inc()
         log.info(
             "no DSN sent",

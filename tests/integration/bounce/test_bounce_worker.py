@@ -172,12 +172,7 @@ async def test_null_sender_is_never_bounced(
             publisher.topology.bounce, ORIGINAL, job(sender=""), message_id="QIDORIG1"
         )
         await wait_for(
-            lambda: (
-                sample(
-                    service, "staffetta_bounces_dropped_total", kind="failure", reason="null_sender"
-                )
-                == 1
-            ),
+            lambda: sample(service, "staffetta_bounces_dropped_total") == 1,
             10,
             "the dropped counter",
         )
