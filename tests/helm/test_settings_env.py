@@ -1,0 +1,173 @@
+"""The chart configures Staffetta only through real settings, and the services accept them.
+
+For every scenario and service the container's environment is rebuilt the way
+the kubelet would (ConfigMap, Secrets, ``$(VAR)`` expansion), every file a
+setting names is looked up in the volumes mounted at that path, and the result
+goes through :func:`services.common.settings.load_settings`.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services.common.addressing import RecipientDirectory
+from services.common.settings import ENV_PREFIX, Settings, load_settings
+from tests.helm.chart import COMPONENTS, SCENARIOS, Manifests, container_environment, render
+
+KNOWN = {f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields}
+REQUIRED = {"STAFFETTA_AMQP_URL", "STAFFETTA_AMQP_PREFIX", "STAFFETTA_HOSTNAME"}
+FILE_SETTINGS = {
+    "STAFFETTA_TLS_CERT_FILE",
+    "STAFFETTA_TLS_KEY_FILE",
+    "STAFFETTA_USERS_FILE",
+    "STAFFETTA_LOCAL_RECIPIENTS_FILE",
+    "STAFFETTA_ALIASES_FILE",
+    "STAFFETTA_SMARTHOST_PASSWORD_FILE",
+}
+SECRET_STAND_INS = {
+    "STAFFETTA_AMQP_URL": "amqp://user:pass@broker.example:5672/",
+    "RABBITMQ_USERNAME": "staffetta",
+    "RABBITMQ_PASSWORD": "s3cret-Pass_word",
+}
+EXPANSION = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
+
+
+def test_file_settings_are_settings() -> None:
+    assert FILE_SETTINGS <= KNOWN
+    assert REQUIRED <= KNOWN
+
+
+@pytest.mark.parametrize("component", COMPONENTS)
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_every_staffetta_variable_is_a_real_setting(scenario: str, component: str) -> None:
+    environment = container_environment(render(scenario), component)
+    staffetta = {name for name in environment if name.startswith(ENV_PREFIX)}
+    assert staffetta - KNOWN == set(), "the chart sets variables Staffetta does not know"
+    assert staffetta >= REQUIRED
+
+
+def _mounted_file(manifests: Manifests, component: str, path: str) -> str:
+    """The content the kubelet would put at ``path``, from the volume mounted over it."""
+    pod = manifests.deployment(component)["spec"]["template"]["spec"]
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    for mount in manifests.container(component)["volumeMounts"]:
+        prefix = mount["mountPath"].rstrip("/") + "/"
+        if not path.startswith(prefix):
+            continue
+        key = path[len(prefix) :]
+        volume = volumes[mount["name"]]
+        if "configMap" in volume:
+            data = manifests.get("ConfigMap", volume["configMap"]["name"])["data"]
+            assert key in data, f"{path}: ConfigMap has no key {key!r}"
+            return str(data[key])
+        if "secret" in volume:
+            name = volume["secret"]["secretName"]
+            rendered = [s for s in manifests.of_kind("Secret") if s["metadata"]["name"] == name]
+            if not rendered:  # an existingSecret or a cert-manager Secret
+                return "stand-in for a Secret the chart does not own\n"
+            data = rendered[0]["stringData"]
+            assert key in data, f"{path}: Secret {name} has no key {key!r}"
+            return str(data[key])
+        raise AssertionError(f"{path} is on volume {mount['name']}, neither ConfigMap nor Secret")
+    raise AssertionError(f"{component}: nothing is mounted at {path}")
+
+
+def kubelet_environment(
+    manifests: Manifests, component: str, files: Path
+) -> tuple[dict[str, str], dict[str, str]]:
+    """The process environment of the container, file settings pointed into ``files``."""
+    environment: dict[str, str] = {}
+    contents: dict[str, str] = {}
+    for name, value in container_environment(manifests, component).items():
+        if isinstance(value, dict):
+            assert "secretKeyRef" in value, f"{name}: only Secrets may feed variables"
+            value = SECRET_STAND_INS[name]
+        value = EXPANSION.sub(lambda match: environment[match.group(1)], str(value))
+        environment[name] = value
+    for name in FILE_SETTINGS & environment.keys():
+        content = _mounted_file(manifests, component, environment[name])
+        files.mkdir(parents=True, exist_ok=True)
+        local = files / name.lower()
+        local.write_text(content)
+        contents[name] = content
+        environment[name] = str(local)
+    return environment, contents
+
+
+@pytest.mark.parametrize("component", COMPONENTS)
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_the_services_accept_the_rendered_environment(
+    scenario: str, component: str, tmp_path: Path
+) -> None:
+    manifests = render(scenario)
+    environment, _ = kubelet_environment(manifests, component, tmp_path)
+    settings = load_settings(environment)
+    config_map = manifests.get("ConfigMap", f"staffetta-{component}")["data"]
+    assert settings.hostname == config_map["STAFFETTA_HOSTNAME"]
+    assert settings.amqp_prefix == config_map["STAFFETTA_AMQP_PREFIX"]
+    assert settings.amqp_url.get_secret_value().startswith("amqp")
+
+
+def test_in_cluster_broker_url_is_assembled_from_the_credentials() -> None:
+    manifests = render("minimal")
+    environment, _ = kubelet_environment(manifests, "router", Path("/nonexistent"))
+    assert environment["STAFFETTA_AMQP_URL"] == (
+        "amqp://staffetta:s3cret-Pass_word@staffetta-rabbitmq.mail.svc:5672/"
+    )
+    password = container_environment(manifests, "router")["RABBITMQ_PASSWORD"]
+    assert password["secretKeyRef"] == {"name": "staffetta-rabbitmq", "key": "password"}
+
+
+def test_external_broker_url_comes_from_the_existing_secret() -> None:
+    environment = container_environment(render("external-broker"), "delivery")
+    assert environment["STAFFETTA_AMQP_URL"] == {
+        "secretKeyRef": {"name": "broker-credentials", "key": "amqp-url"}
+    }
+    assert "RABBITMQ_PASSWORD" not in environment
+
+
+def test_recipients_and_aliases_files_parse(tmp_path: Path) -> None:
+    manifests = render("production")
+    environment, _ = kubelet_environment(manifests, "router", tmp_path)
+    settings = load_settings(environment)
+    directory = RecipientDirectory.load(
+        settings.local_domains, settings.local_recipients_file, settings.aliases_file
+    )
+    assert directory.local_recipient_exists("alice@example.org")
+    assert not directory.local_recipient_exists("mallory@example.org")
+    assert directory.expand("abuse@example.org") == ["alice@example.org", "ops@example.com"]
+
+
+def test_users_and_smarthost_password_files(tmp_path: Path) -> None:
+    manifests = render("smarthost")
+    ingress, ingress_files = kubelet_environment(manifests, "smtp-ingress", tmp_path / "i")
+    delivery, delivery_files = kubelet_environment(manifests, "delivery", tmp_path / "d")
+    assert ingress_files["STAFFETTA_USERS_FILE"].splitlines()[0].startswith("app:$2y$05$")
+    settings = load_settings(delivery)
+    assert settings.smarthost_password() == "not-a-real-password"
+    assert str(settings.smarthost_address) == "smtp.provider.example:587"
+    assert settings.smarthost_username == "staffetta"
+    # Secrets go only where they are used.
+    assert "STAFFETTA_SMARTHOST_PASSWORD_FILE" not in ingress
+    assert "STAFFETTA_USERS_FILE" not in delivery
+    assert delivery_files.keys() == {"STAFFETTA_SMARTHOST_PASSWORD_FILE"}
+
+
+def _listen_port(environment: dict[str, Any], name: str) -> int:
+    return int(str(environment[name]).rpartition(":")[2])
+
+
+def test_tls_files_and_submissions_only_on_the_ingress(tmp_path: Path) -> None:
+    manifests = render("production")
+    ingress, _ = kubelet_environment(manifests, "smtp-ingress", tmp_path / "i")
+    settings = load_settings(ingress)
+    assert settings.tls_enabled
+    assert settings.submissions_address is not None
+    for component in ("router", "delivery", "bounce"):
+        environment = container_environment(manifests, component)
+        assert "STAFFETTA_TLS_CERT_FILE" not in environment
+        assert "STAFFETTA_SUBMISSIONS_LISTEN" not in environment
