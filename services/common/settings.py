@@ -109,6 +109,23 @@ class Settings(BaseSettings):
     greet_pause: Annotated[float, NoDecode] = 0.0
     # Ingress: close an SMTP session idle for this long (RFC 5321 4.5.3.2: >= 5m).
     smtp_idle_timeout: Annotated[float, NoDecode] = 300.0
+    # Ingress: failed AUTH per client address: each failure is answered after
+    # AUTH_FAILURE_DELAY (doubling, at most 8x); AUTH_MAX_FAILURES failures within
+    # AUTH_LOCKOUT lock the address out of AUTH (454 4.7.0) for AUTH_LOCKOUT.
+    auth_max_failures: int = Field(default=5, ge=1)
+    auth_lockout: Annotated[float, NoDecode] = 900.0
+    auth_failure_delay: Annotated[float, NoDecode] = 1.0
+    # Ingress: per-account sending limits for authenticated users (0 = unlimited):
+    # messages per hour and per day (450 4.7.1), and per calendar month (550 5.7.1).
+    account_max_per_hour: int = Field(default=0, ge=0)
+    account_max_per_day: int = Field(default=0, ge=0)
+    account_monthly_quota: int = Field(default=0, ge=0)
+    # Redis for counters shared by all ingress replicas (empty: per-process counters).
+    redis_url: SecretStr = SecretStr("")
+    # Ingress: expect a PROXY protocol v1/v2 header (from a load balancer) on every
+    # connection and take the client address from it; only for PROXY_NETWORKS.
+    proxy_protocol: bool = False
+    proxy_networks: CommaList = ["127.0.0.0/8", "::1/128"]
 
     # Policy
     local_domains: CommaList = []
@@ -163,7 +180,7 @@ class Settings(BaseSettings):
             return [str(item).strip().rstrip(".").lower() for item in items]
         return items
 
-    @field_validator("trusted_networks", mode="before")
+    @field_validator("trusted_networks", "proxy_networks", mode="before")
     @classmethod
     def _networks(cls, value: Any) -> Any:
         items = _split_list(value)
@@ -192,6 +209,8 @@ class Settings(BaseSettings):
         "delay_warning_after",
         "greet_pause",
         "smtp_idle_timeout",
+        "auth_lockout",
+        "auth_failure_delay",
         mode="before",
     )
     @classmethod
@@ -307,6 +326,8 @@ class Settings(BaseSettings):
 _DURATION_FIELDS = {
     "greet_pause",
     "smtp_idle_timeout",
+    "auth_lockout",
+    "auth_failure_delay",
     "dns_timeout",
     "connect_timeout",
     "command_timeout",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -16,9 +17,12 @@ from services.common.addressing import RecipientDirectory
 from services.common.amqp import Broker, BrokerUnavailable
 from services.common.envelope import AcceptedMessage, new_queue_id
 from services.ingress import message, policy, replies
+from services.ingress.auth import AuthGuard, GuardSettings, UserDirectory
 from services.ingress.metrics import IngressMetrics
+from services.ingress.quota import SendingLimits
 from services.ingress.replies import Reply
 from services.ingress.sessions import SessionTable
+from services.ingress.usage import MemoryUsageStore, UsageStore
 
 if TYPE_CHECKING:
     from services.ingress.smtp import IngressSMTP
@@ -39,6 +43,13 @@ class IngressContext:
     sessions: SessionTable
     greet_pause: float = 0.0
     idle_timeout: float = 300.0
+    tls_context: ssl.SSLContext | None = None
+    users: UserDirectory = field(default_factory=lambda: UserDirectory(None))
+    allow_plaintext_auth: bool = False
+    guard: AuthGuard = field(default_factory=lambda: AuthGuard(GuardSettings()))
+    sending_limits: SendingLimits = field(default_factory=SendingLimits)
+    usage: UsageStore = field(default_factory=MemoryUsageStore)
+    proxy_networks: tuple[policy.IPNetwork, ...] | None = None  # None: no PROXY protocol
     stopping: bool = False
     drained: asyncio.Event = field(default_factory=asyncio.Event)  # set once stopping and idle
     connections: set[IngressSMTP] = field(default_factory=set)
@@ -76,9 +87,20 @@ class IngressHandler:
             self.context.metrics.rejections.labels(stage=stage, status=reply.enhanced).inc()
         return str(reply)
 
+    async def handle_HELO(
+        self, server: IngressSMTP, session: Any, envelope: Any, hostname: str
+    ) -> str:
+        if not _is_clean(hostname):
+            return self._reject("helo", replies.BAD_HELO)
+        session.host_name = hostname
+        return f"250 {self.context.hostname}"
+
     async def handle_EHLO(
         self, server: IngressSMTP, session: Any, envelope: Any, hostname: str, responses: list[str]
     ) -> list[str]:
+        if not _is_clean(hostname):
+            session.extended_smtp = False
+            return [self._reject("helo", replies.BAD_HELO)]
         session.host_name = hostname
         return server.ehlo_lines(responses)
 
@@ -90,7 +112,7 @@ class IngressHandler:
             return self._reject("mail", replies.BAD_SENDER)
         reply = policy.check_declared_size(_declared_size(options), self.context.limits)
         if reply.ok:
-            reply = server.sender_gate() or policy.check_sender(sender)
+            reply = await server.sender_gate() or policy.check_sender(sender)
         if reply.ok:
             envelope.mail_from = address
             envelope.mail_options.extend(options)
@@ -121,6 +143,8 @@ class IngressHandler:
     async def _queue(self, server: IngressSMTP, session: Any, envelope: Any) -> Reply:
         context = self.context
         raw: bytes = envelope.original_content or b""
+        if b"\x00" in raw:
+            return replies.BAD_DATA
         body = message.normalise_line_ends(raw)
         queue_id = new_queue_id()
         sender = "" if envelope.mail_from == "<>" else str(envelope.mail_from)
@@ -160,6 +184,8 @@ class IngressHandler:
             )
             return replies.BROKER_DOWN
         context.metrics.publish_seconds.observe(time.monotonic() - started)
+        if client.user and context.sending_limits.enabled:
+            await context.usage.record(client.user, accepted.accepted_at)
         context.metrics.received_bytes.inc(len(data))
         log.info(
             "message queued",

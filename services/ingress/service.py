@@ -14,11 +14,15 @@ from services.common.addressing import RecipientDirectory
 from services.common.amqp import Broker
 from services.common.settings import ListenAddress, Settings
 from services.common.topology import Topology
+from services.ingress.auth import AuthGuard, GuardSettings, UserDirectory
 from services.ingress.handler import IngressContext, IngressHandler
 from services.ingress.metrics import IngressMetrics
 from services.ingress.policy import Limits, PortKind, parse_networks
+from services.ingress.quota import SendingLimits
 from services.ingress.sessions import SessionTable
 from services.ingress.smtp import IngressSMTP
+from services.ingress.tls import server_context
+from services.ingress.usage import usage_store
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +57,11 @@ class IngressService:
         self.broker = Broker(
             settings.amqp_url.get_secret_value(), topology, prefetch=settings.amqp_prefetch
         )
+        self.tls_context = (
+            server_context(settings.tls_cert_file, settings.tls_key_file)
+            if settings.tls_cert_file is not None and settings.tls_key_file is not None
+            else None
+        )
         self.context = IngressContext(
             hostname=settings.hostname,
             broker=self.broker,
@@ -65,6 +74,27 @@ class IngressService:
             sessions=SessionTable(settings.max_sessions, settings.max_sessions_per_ip),
             greet_pause=settings.greet_pause,
             idle_timeout=settings.smtp_idle_timeout,
+            tls_context=self.tls_context,
+            users=UserDirectory(settings.users_file),
+            allow_plaintext_auth=settings.allow_plaintext_auth,
+            guard=AuthGuard(
+                GuardSettings(
+                    max_failures=settings.auth_max_failures,
+                    window=settings.auth_lockout,
+                    lockout=settings.auth_lockout,
+                    delay=settings.auth_failure_delay,
+                    max_delay=settings.auth_failure_delay * 8,
+                )
+            ),
+            sending_limits=SendingLimits(
+                settings.account_max_per_hour,
+                settings.account_max_per_day,
+                settings.account_monthly_quota,
+            ),
+            usage=usage_store(settings.redis_url.get_secret_value(), settings.amqp_prefix),
+            proxy_networks=(
+                parse_networks(settings.proxy_networks) if settings.proxy_protocol else None
+            ),
         )
         self.handler = IngressHandler(self.context)
         self._servers: list[asyncio.Server] = []
@@ -85,6 +115,7 @@ class IngressService:
                 host=listener.address.host,
                 port=listener.address.port,
                 reuse_address=True,
+                ssl=self.tls_context if listener.port == "submissions" else None,
             )
             self._servers.append(server)
             sockname = server.sockets[0].getsockname()
@@ -124,6 +155,7 @@ class IngressService:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._connect_task
         await self.broker.close()
+        await self.context.usage.close()
         log.info("ingress stopped", extra={"event": "ingress_stopped"})
 
 

@@ -1,23 +1,27 @@
 """The SMTP edge: aiosmtpd's protocol, adapted to the contract.
 
 :class:`IngressSMTP` adds what aiosmtpd leaves to us: session limits, the
-early-talker check and the broker check at the greeting, enhanced status codes
-on every reply, and the accounting of transactions for metrics and for a
-graceful stop. Every decision is the policy's; the hooks live in
+PROXY header, the early-talker and broker checks at the greeting, enhanced
+status codes on every reply, AUTH against the users file (with the failure
+guard), and the accounting of transactions for metrics and a graceful stop.
+Every decision is the policy's; the command hooks live in
 :mod:`services.ingress.handler`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import logging
-import ssl
+import time
 from typing import Any
 
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.proxy_protocol import get_proxy
+from aiosmtpd.smtp import SMTP, AuthResult, Session
 
-from services.ingress import replies
+from services.ingress import quota, replies
 from services.ingress.handler import IngressContext, IngressHandler
 from services.ingress.policy import Client, PortKind, is_trusted
 from services.ingress.replies import Reply
@@ -25,20 +29,32 @@ from services.ingress.replies import Reply
 log = logging.getLogger(__name__)
 
 IDENT = "ESMTP Staffetta"
+PROXY_HEADER_TIMEOUT = 10.0
+
+
+class IngressSession(Session):
+    """aiosmtpd's Session without the deprecation chatter of ``login_data``."""
+
+    @property
+    def login_data(self) -> Any:
+        return None
+
+    @login_data.setter
+    def login_data(self, value: Any) -> None:
+        pass
+
+
+class Account:
+    """``auth_data`` of an authenticated session: the account name only, never the password."""
+
+    def __init__(self, user: str) -> None:
+        self.user = user
 
 
 class IngressSMTP(SMTP):
     """One SMTP connection on one of the ingress ports."""
 
-    def __init__(
-        self,
-        handler: IngressHandler,
-        *,
-        port: PortKind,
-        tls_context: ssl.SSLContext | None = None,
-        implicit_tls: bool = False,
-        **auth: Any,
-    ) -> None:
+    def __init__(self, handler: IngressHandler, *, port: PortKind) -> None:
         context = handler.context
         super().__init__(
             handler,
@@ -47,23 +63,29 @@ class IngressSMTP(SMTP):
             decode_data=False,
             hostname=context.hostname,
             ident=IDENT,
-            tls_context=tls_context,
+            tls_context=None if port == "submissions" else context.tls_context,
             timeout=context.idle_timeout,
+            auth_require_tls=False,  # checked here: implicit TLS counts too
             loop=asyncio.get_running_loop(),
-            **auth,
         )
         self.context: IngressContext = context
         self.port_kind: PortKind = port
-        self.implicit_tls = implicit_tls
+        self.implicit_tls = port == "submissions"
         self.in_transaction = False
+        self._client_ip = ""
         self._counted_address: str | None = None
         self._greeted = False
         self._in_ehlo = False
+
+    def _create_session(self) -> Session:
+        return IngressSession(self.loop)
 
     # -- who is talking ---------------------------------------------------
 
     @property
     def client_address(self) -> str:
+        if self._client_ip:
+            return self._client_ip
         peer = self.session.peer if self.session is not None else None
         if isinstance(peer, tuple) and peer:
             return str(peer[0])
@@ -73,7 +95,8 @@ class IngressSMTP(SMTP):
     def authenticated_user(self) -> str:
         if self.session is None or not self.session.authenticated:
             return ""
-        return str(getattr(self.session.auth_data, "login", b"").decode("utf-8", "replace"))
+        account = self.session.auth_data
+        return account.user if isinstance(account, Account) else ""
 
     def client(self) -> Client:
         address = self.client_address
@@ -123,12 +146,31 @@ class IngressSMTP(SMTP):
             extra={"event": "session_refused", "reason": reason, "client": self.client_address},
         )
         self._greeted = True
-        await super().push(str(reply))
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await super().push(str(reply))
         if self.transport is not None:
             self.transport.close()
 
+    async def _read_proxy_header(self) -> bool:
+        """PROXY v1/v2 from a trusted load balancer: the real client's address."""
+        networks = self.context.proxy_networks or ()
+        if not is_trusted(self.client_address, networks):
+            return False
+        try:
+            data = await asyncio.wait_for(get_proxy(self._reader), PROXY_HEADER_TIMEOUT)
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+            return False
+        if not data.valid:
+            return False
+        if data.src_addr is not None:  # None for PROXY UNKNOWN / LOCAL: keep the peer
+            self._client_ip = str(data.src_addr)
+        return True
+
     async def _handle_client(self) -> None:
         context = self.context
+        if context.proxy_networks is not None and not await self._read_proxy_header():
+            await self._refuse(replies.PROXY_REFUSED, "bad_proxy_header")
+            return
         address = self.client_address
         if context.stopping:
             await self._refuse(replies.SHUTTING_DOWN, "shutting_down")
@@ -172,22 +214,90 @@ class IngressSMTP(SMTP):
         keywords = [line[4:] for line in responses[1:]]
         wanted = [k for k in keywords if k.split(" ", 1)[0] in ("SIZE", "8BITMIME", "STARTTLS")]
         wanted += ["PIPELINING", "ENHANCEDSTATUSCODES", "SMTPUTF8"]
-        auth = [k for k in keywords if k.startswith("AUTH ")]
-        if auth and self.auth_offered():
-            wanted += auth
+        if self.auth_offered():
+            wanted.append("AUTH PLAIN LOGIN")
         lines = [responses[0]] + [f"250-{k}" for k in wanted[:-1]]
         return [*lines, f"250 {wanted[-1]}"]
 
     # -- AUTH -------------------------------------------------------------------
 
-    def auth_offered(self) -> bool:
-        """Is AUTH advertised and accepted on this connection right now?"""
-        return False
+    def auth_available(self) -> bool:
+        """AUTH exists on the submission ports, and on the MTA port with a users file."""
+        return self.port_kind != "smtp" or self.context.users.configured
 
-    def sender_gate(self) -> Reply | None:
-        """A refusal of MAIL that does not depend on the address (AUTH, limits)."""
-        if self.port_kind != "smtp" and not self.authenticated_user:
+    def auth_offered(self) -> bool:
+        """Advertised now: available, and over TLS unless plaintext AUTH is allowed."""
+        return self.auth_available() and (self.tls_active or self.context.allow_plaintext_auth)
+
+    async def smtp_AUTH(self, arg: str) -> None:
+        if await self.check_helo_needed("EHLO"):
+            return
+        if not self.auth_available():
+            await self.push(str(replies.AUTH_UNAVAILABLE))
+        elif not self.auth_offered():
+            await self.push(str(replies.AUTH_NEEDS_TLS))
+        elif self.context.guard.locked(self.client_address):
+            self.context.metrics.rejections.labels(stage="auth", status="4.7.0").inc()
+            await self.push(str(replies.AUTH_LOCKED))
+        else:
+            await super().smtp_AUTH(arg)
+
+    async def auth_PLAIN(self, _: Any, args: list[str]) -> AuthResult:
+        blob = await self._auth_argument(args, "")
+        if blob is None:
+            return AuthResult(success=False, handled=True)
+        parts = blob.split(b"\x00")
+        if len(parts) != 3 or not parts[1]:
+            await self.push("501 5.5.2 Can't split auth value")
+            return AuthResult(success=False, handled=True)
+        return await self._verify(parts[1], parts[2])
+
+    async def auth_LOGIN(self, _: Any, args: list[str]) -> AuthResult:
+        login = await self._auth_argument(args, "Username:")
+        if login is None:
+            return AuthResult(success=False, handled=True)
+        password = await self._auth_argument([], "Password:")
+        if password is None:
+            return AuthResult(success=False, handled=True)
+        return await self._verify(login, password)
+
+    async def _auth_argument(self, args: list[str], challenge: str) -> bytes | None:
+        """The initial response (``AUTH MECH <b64>``) or the answer to a 334 challenge."""
+        if len(args) == 2 and args[1] != "=":
+            try:
+                return base64_decode(args[1])
+            except ValueError:
+                await self.push("501 5.5.2 Can't decode base64")
+                return None
+        answer = await self.challenge_auth(challenge)
+        return answer if isinstance(answer, bytes) else None
+
+    async def _verify(self, login: bytes, password: bytes) -> AuthResult:
+        address = self.client_address
+        try:
+            user = login.decode("utf-8")
+        except UnicodeDecodeError:
+            user = ""
+        ok = bool(user) and await asyncio.to_thread(self.context.users.verify, user, password)
+        if ok:
+            self.context.guard.success(address)
+            log.info("authenticated", extra={"event": "auth_ok", "client": address, "user": user})
+            return AuthResult(success=True, auth_data=Account(user))
+        delay = self.context.guard.failure(address)
+        self.context.metrics.rejections.labels(stage="auth", status="5.7.8").inc()
+        log.info("authentication failed", extra={"event": "auth_failed", "client": address})
+        await asyncio.sleep(delay)  # slow guessing down; the lockout stops it
+        return AuthResult(success=False, handled=False)
+
+    async def sender_gate(self) -> Reply | None:
+        """A refusal of MAIL that does not depend on the address (AUTH, sending limits)."""
+        user = self.authenticated_user
+        if self.port_kind != "smtp" and not user:
             return replies.AUTH_REQUIRED
+        limits = self.context.sending_limits
+        if user and limits.enabled:
+            usage = await self.context.usage.usage(user, time.time())
+            return quota.check(limits, usage)
         return None
 
     # -- transactions -----------------------------------------------------------
@@ -199,12 +309,6 @@ class IngressSMTP(SMTP):
         self.context.metrics.messages.labels(result="accepted" if accepted else "rejected").inc()
         if self.context.stopping and not self.context.open_transactions:
             self.context.drained.set()
-
-    async def smtp_AUTH(self, arg: str) -> None:
-        if not self.auth_offered():
-            await self.push(str(replies.AUTH_UNAVAILABLE))
-            return
-        await super().smtp_AUTH(arg)
 
     async def smtp_HELO(self, hostname: str) -> None:
         self.end_transaction(accepted=False)
@@ -237,3 +341,10 @@ class IngressSMTP(SMTP):
         if self.envelope is not None and self.envelope.mail_from is None:
             # DATA ended without our hook's 250 (too big, line too long...).
             self.end_transaction(accepted=False)
+
+
+def base64_decode(text: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except binascii.Error as exc:
+        raise ValueError("invalid base64") from exc

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -11,7 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aio_pika
+import bcrypt
 import pytest
+import trustme
 from aio_pika.abc import AbstractIncomingMessage
 
 from services.common.envelope import AcceptedMessage, decode
@@ -152,3 +155,37 @@ async def start_ingress(
         with contextlib.suppress(Exception):
             queue = await amqp_channel.get_queue(spec.name, ensure=False)
             await queue.delete(if_unused=False, if_empty=False)
+
+
+@dataclass
+class Tls:
+    cert_file: Path
+    key_file: Path
+    client: ssl.SSLContext
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> Tls:
+    """A throw-away CA (trustme) and a certificate for mx.staffetta.test and 127.0.0.1."""
+    ca = trustme.CA()
+    cert = ca.issue_cert("mx.staffetta.test", "127.0.0.1")
+    folder = tmp_path_factory.mktemp("tls")
+    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
+    cert.private_key_and_cert_chain_pem.write_to_path(str(cert_file))
+    cert.private_key_pem.write_to_path(str(key_file))
+    client = ssl.create_default_context()
+    ca.configure_trust(client)
+    return Tls(cert_file, key_file, client)
+
+
+def htpasswd_line(user: str, password: str) -> str:
+    """What ``htpasswd -nbB user password`` prints (the ``$2y$`` variant, cost 5)."""
+    hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=5)).decode()
+    return f"{user}:$2y${hashed[4:]}\n"
+
+
+@pytest.fixture
+def users_file(tmp_path: Path) -> Path:
+    path = tmp_path / "users"
+    path.write_text("# accounts\n" + htpasswd_line("alice", "wonderland"))
+    return path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import ssl
 
@@ -73,3 +74,19 @@ async def transaction(
         await client.send(message + b".\r\n")
         answers.append(await client.reply())
     return answers
+
+
+async def starttls(client: RawSMTP, context: ssl.SSLContext) -> str:
+    """STARTTLS and the TLS handshake; returns the 220 reply."""
+    reply = await client.command("STARTTLS")
+    if reply.startswith("220"):
+        await client.writer.start_tls(context, server_hostname="mx.staffetta.test")
+    return reply
+
+
+def plain(user: str, password: str) -> str:
+    return base64.b64encode(f"\0{user}\0{password}".encode()).decode()
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()

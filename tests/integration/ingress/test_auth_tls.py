@@ -1,0 +1,245 @@
+"""AUTH against the users file, STARTTLS and implicit TLS, on the submission ports."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from pathlib import Path
+
+import aiosmtplib
+
+from tests.integration.ingress.conftest import (
+    Incoming,
+    StartIngress,
+    Tls,
+    htpasswd_line,
+)
+from tests.integration.ingress.rawsmtp import RawSMTP, b64, plain, starttls, transaction
+
+
+def keywords(ehlo: str) -> list[str]:
+    return [line[4:] for line in ehlo.split("\n")[1:]]
+
+
+async def test_auth_needs_tls_on_submission(
+    start_ingress: StartIngress, tls_files: Tls, users_file: Path
+) -> None:
+    ingress = await start_ingress(
+        tls_cert_file=str(tls_files.cert_file),
+        tls_key_file=str(tls_files.key_file),
+        users_file=str(users_file),
+    )
+    client = await RawSMTP.connect(ingress.submission_port, source="127.0.0.1")
+    await client.reply()
+    offered = keywords(await client.command("EHLO c.test"))
+    assert "STARTTLS" in offered
+    assert not any(k.startswith("AUTH") for k in offered)
+    assert (await client.command(f"AUTH PLAIN {plain('alice', 'wonderland')}")).startswith(
+        "538 5.7.11 "
+    )
+    # Trusted networks do not skip AUTH on the submission port.
+    assert (await client.command("MAIL FROM:<alice@local.test>")).startswith("530 5.7.0 ")
+    await client.close()
+
+
+async def test_starttls_then_auth_plain_relays_and_is_recorded(
+    start_ingress: StartIngress, incoming: Incoming, tls_files: Tls, users_file: Path
+) -> None:
+    ingress = await start_ingress(
+        tls_cert_file=str(tls_files.cert_file),
+        tls_key_file=str(tls_files.key_file),
+        users_file=str(users_file),
+        trusted_networks="10.0.0.0/8",
+    )
+    client = await RawSMTP.connect(ingress.submission_port)
+    await client.reply()
+    await client.command("EHLO c.test")
+    assert (await starttls(client, tls_files.client)).startswith("220 2.0.0 ")
+    offered = keywords(await client.command("EHLO c.test"))
+    assert "AUTH PLAIN LOGIN" in offered and "STARTTLS" not in offered
+    assert (await client.command(f"AUTH PLAIN {plain('alice', 'wonderland')}")).startswith(
+        "235 2.7.0 "
+    )
+    answers = await transaction(
+        client, "alice@local.test", ["friend@remote.test"], b"Subject: tls\r\n\r\nhi\r\n"
+    )
+    assert answers[-1].startswith("250 2.0.0 Ok: queued as "), answers
+    await client.close()
+    queued = await incoming.get()
+    assert queued.envelope.authenticated_user == "alice"
+    header = queued.body.split(b"\r\nSubject: tls", 1)[0]
+    assert b"(using TLSv1." in header and b" with cipher " in header
+    assert b"(Authenticated sender: alice)" in header
+    assert b" with ESMTPSA id " in header
+
+
+async def test_aiosmtplib_starttls_and_login(
+    start_ingress: StartIngress, incoming: Incoming, tls_files: Tls, users_file: Path
+) -> None:
+    ingress = await start_ingress(
+        tls_cert_file=str(tls_files.cert_file),
+        tls_key_file=str(tls_files.key_file),
+        users_file=str(users_file),
+    )
+    smtp = aiosmtplib.SMTP(
+        hostname="127.0.0.1",
+        port=ingress.submission_port,
+        tls_context=tls_files.client,
+        start_tls=True,
+    )
+    async with smtp:
+        await smtp.login("alice", "wonderland")
+        await smtp.sendmail("alice@local.test", ["x@remote.test"], b"Subject: lib\r\n\r\nb\r\n")
+    assert (await incoming.get()).envelope.authenticated_user == "alice"
+
+
+async def test_auth_login_failures_slow_down_then_lock_out(
+    start_ingress: StartIngress, users_file: Path
+) -> None:
+    ingress = await start_ingress(
+        users_file=str(users_file),
+        allow_plaintext_auth="true",
+        auth_max_failures="3",
+        auth_failure_delay="200ms",
+    )
+    client = await RawSMTP.connect(ingress.submission_port)
+    await client.reply()
+    assert "AUTH PLAIN LOGIN" in keywords(await client.command("EHLO c.test"))
+    started = time.monotonic()
+    assert (await client.command("AUTH LOGIN")) == "334 VXNlcm5hbWU6"
+    assert (await client.command(b64("alice"))) == "334 UGFzc3dvcmQ6"
+    assert (await client.command(b64("wrong"))).startswith("535 5.7.8 ")
+    assert time.monotonic() - started >= 0.2
+    assert (await client.command(f"AUTH PLAIN {plain('bob', 'x')}")).startswith("535 5.7.8 ")
+    assert (await client.command(f"AUTH PLAIN {plain('alice', 'no')}")).startswith("535 5.7.8 ")
+    # Locked out now, even with the right password, from this address.
+    locked = await client.command(f"AUTH PLAIN {plain('alice', 'wonderland')}")
+    assert locked.startswith("454 4.7.0 "), locked
+    await client.close()
+    other = await RawSMTP.connect(ingress.submission_port, source="127.0.0.9")
+    await other.reply()
+    await other.command("EHLO c.test")
+    assert (await other.command(f"AUTH PLAIN {plain('alice', 'wonderland')}")).startswith("235")
+    assert (await other.command("AUTH PLAIN")).startswith("503 ")  # already authenticated
+    await other.close()
+    assert ingress.metric("staffetta_ingress_rejections_total", stage="auth", status="5.7.8") == 3
+
+
+async def test_auth_login_with_initial_response_and_abort(
+    start_ingress: StartIngress, users_file: Path
+) -> None:
+    ingress = await start_ingress(users_file=str(users_file), allow_plaintext_auth="true")
+    client = await RawSMTP.connect(ingress.submission_port)
+    await client.reply()
+    await client.command("EHLO c.test")
+    assert (await client.command(f"AUTH LOGIN {b64('alice')}")) == "334 UGFzc3dvcmQ6"
+    assert (await client.command("*")).startswith("501 ")
+    assert (await client.command("AUTH PLAIN")) == "334 "
+    assert (await client.command(plain("alice", "wonderland"))).startswith("235 2.7.0 ")
+    assert (await client.command("MAIL FROM:<alice@local.test>")).startswith("250 ")
+    await client.close()
+
+
+async def test_users_file_is_reloaded_when_it_changes(
+    start_ingress: StartIngress, users_file: Path
+) -> None:
+    ingress = await start_ingress(users_file=str(users_file), allow_plaintext_auth="true")
+
+    async def auth(user: str, password: str) -> str:
+        client = await RawSMTP.connect(ingress.submission_port)
+        await client.reply()
+        await client.command("EHLO c.test")
+        reply = await client.command(f"AUTH PLAIN {plain(user, password)}")
+        await client.close()
+        return reply
+
+    assert (await auth("carol", "secret")).startswith("535")
+    with users_file.open("a") as file:
+        file.write(htpasswd_line("carol", "secret"))
+    assert (await auth("carol", "secret")).startswith("235")
+    assert (await auth("alice", "wonderland")).startswith("235")
+
+
+async def test_mta_port_offers_auth_only_with_a_users_file(
+    start_ingress: StartIngress, tls_files: Tls, users_file: Path
+) -> None:
+    tls = {"tls_cert_file": str(tls_files.cert_file), "tls_key_file": str(tls_files.key_file)}
+    without = await start_ingress(**tls)
+    client = await RawSMTP.connect(without.smtp_port)
+    await client.reply()
+    await client.command("EHLO c.test")
+    await starttls(client, tls_files.client)
+    assert not any(k.startswith("AUTH") for k in keywords(await client.command("EHLO c.test")))
+    assert (await client.command(f"AUTH PLAIN {plain('alice', 'wonderland')}")).startswith("502")
+    await client.close()
+
+    with_users = await start_ingress(users_file=str(users_file), **tls)
+    client = await RawSMTP.connect(with_users.smtp_port)
+    await client.reply()
+    assert not any(k.startswith("AUTH") for k in keywords(await client.command("EHLO c.test")))
+    await starttls(client, tls_files.client)
+    assert "AUTH PLAIN LOGIN" in keywords(await client.command("EHLO c.test"))
+    await client.close()
+
+
+async def test_commands_pipelined_after_starttls_are_discarded(
+    start_ingress: StartIngress, tls_files: Tls
+) -> None:
+    ingress = await start_ingress(
+        tls_cert_file=str(tls_files.cert_file), tls_key_file=str(tls_files.key_file)
+    )
+    client = await RawSMTP.connect(ingress.smtp_port)
+    await client.reply()
+    await client.command("EHLO c.test")
+    await client.send(b"STARTTLS\r\nMAIL FROM:<injected@evil.test>\r\n")
+    assert (await client.reply()).startswith("220 ")
+    await client.writer.start_tls(tls_files.client, server_hostname="mx.staffetta.test")
+    ehlo = await client.command("EHLO c.test")
+    assert ehlo.startswith("250-mx.staffetta.test")
+    # The injected MAIL never ran: there is no transaction to add a recipient to.
+    assert (await client.command("RCPT TO:<b@local.test>")).startswith("503 ")
+    await client.close()
+
+
+async def test_implicit_tls_submissions_port(
+    start_ingress: StartIngress, incoming: Incoming, tls_files: Tls, users_file: Path
+) -> None:
+    ingress = await start_ingress(
+        tls_cert_file=str(tls_files.cert_file),
+        tls_key_file=str(tls_files.key_file),
+        users_file=str(users_file),
+        submissions_listen="127.0.0.1:0",
+    )
+    client = await RawSMTP.connect(ingress.submissions_port, tls=tls_files.client)
+    assert (await client.reply()).startswith("220 mx.staffetta.test ")
+    offered = keywords(await client.command("EHLO c.test"))
+    assert "STARTTLS" not in offered and "AUTH PLAIN LOGIN" in offered
+    assert (await client.command("MAIL FROM:<alice@local.test>")).startswith("530 5.7.0 ")
+    assert (await client.command(f"AUTH PLAIN {plain('alice', 'wonderland')}")).startswith("235")
+    answers = await transaction(client, "alice@local.test", ["z@remote.test"], b"S: i\r\n\r\n")
+    assert answers[-1].startswith("250 2.0.0 Ok: queued as ")
+    await client.close()
+    queued = await incoming.get()
+    assert b"(using TLSv1." in queued.body
+    assert ingress.metric("staffetta_ingress_sessions_total", port="submissions") == 1
+
+
+async def test_tls_below_1_2_is_refused(start_ingress: StartIngress, tls_files: Tls) -> None:
+    ingress = await start_ingress(
+        tls_cert_file=str(tls_files.cert_file),
+        tls_key_file=str(tls_files.key_file),
+        submissions_listen="127.0.0.1:0",
+    )
+    old = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    old.check_hostname = False
+    old.verify_mode = ssl.CERT_NONE
+    old.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+    old.maximum_version = ssl.TLSVersion.TLSv1_1
+    failed = False
+    try:
+        client = await asyncio.wait_for(RawSMTP.connect(ingress.submissions_port, tls=old), 10)
+        await client.close()
+    except (ssl.SSLError, ConnectionError):
+        failed = True
+    assert failed
