@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 
 from services.common.settings import ListenAddress, Settings, SettingsError, load_settings
+from services.delivery import queue_admin
 
 SERVICES = ("ingress", "router", "delivery", "bounce")
 
@@ -94,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     run_all = commands.add_parser("up", help="run all four services as child processes")
     run_all.add_argument("--delivery-replicas", type=int, default=1, metavar="N")
     commands.add_parser("check-config", help="validate settings and print the effective values")
+    queue_admin.add_commands(commands)  # `queue list|flush|delete`, `requeue-parked`
     return parser
 
 
@@ -101,6 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command in SERVICES:
         return run_service(args.command)
+    if args.command in ("queue", "requeue-parked"):
+        return queue_admin.run(args, _load_or_exit())
     if args.command == "up":
         if args.delivery_replicas < 1:
             print("staffetta: --delivery-replicas must be at least 1", file=sys.stderr)

@@ -115,8 +115,8 @@ async def start_delivery(
     """Start the service with test settings (overridable as ``NAME=value`` keywords)."""
     started: list[Delivery] = []
 
-    async def start(**overrides: str) -> Delivery:
-        prefix = f"test-{uuid.uuid4().hex[:8]}"
+    async def start(prefix: str = "", **overrides: str) -> Delivery:
+        prefix = prefix or f"test-{uuid.uuid4().hex[:8]}"
         env = {
             "STAFFETTA_AMQP_URL": AMQP_URL,
             "STAFFETTA_AMQP_PREFIX": prefix,

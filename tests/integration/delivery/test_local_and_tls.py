@@ -160,7 +160,6 @@ async def test_stop_lets_the_in_flight_delivery_finish(
     await asyncio.to_thread(mx[0].data_started.wait, 10)
     await delivery.service.stop()
     assert len(mx[0].messages) == 1
-    assert await delivery.depth(delivery.topology.delivery) == 0
     assert (
         delivery.metric("staffetta_delivery_attempts_total", route="relay", result="delivered") == 1
     )
