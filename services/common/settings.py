@@ -148,6 +148,18 @@ class Settings(BaseSettings):
     connect_timeout: Annotated[float, NoDecode] = 30.0
     command_timeout: Annotated[float, NoDecode] = 300.0
     data_timeout: Annotated[float, NoDecode] = 600.0
+    # Delivery: per-phase SMTP client timeouts (Postfix smtp_helo_timeout and
+    # smtp_starttls_timeout); COMMAND_TIMEOUT covers MAIL, RCPT, RSET and QUIT.
+    greeting_timeout: Annotated[float, NoDecode] = 300.0
+    starttls_timeout: Annotated[float, NoDecode] = 300.0
+    # Delivery: keep a finished SMTP session open this long for the next message
+    # to the same host (RSET between messages); 0 closes after every message.
+    connection_cache_time: Annotated[float, NoDecode] = 2.0
+    # Delivery, per process and destination (domain or smarthost): at most this
+    # many simultaneous deliveries (0 = no cap) and this rate ("N/s", "N/m",
+    # "N/h"; empty = no limit). Jobs over either limit wait in PREFIX.throttle.
+    destination_concurrency: int = Field(default=20, ge=0)
+    destination_rate_limit: str = Field(default="", pattern=r"^(\s*|\d+(\.\d+)?/[smh])$")
 
     # Queue lifetime
     retry_schedule: Annotated[list[float], NoDecode] = [
@@ -205,6 +217,9 @@ class Settings(BaseSettings):
         "connect_timeout",
         "command_timeout",
         "data_timeout",
+        "greeting_timeout",
+        "starttls_timeout",
+        "connection_cache_time",
         "max_queue_lifetime",
         "delay_warning_after",
         "greet_pause",
@@ -332,6 +347,9 @@ _DURATION_FIELDS = {
     "connect_timeout",
     "command_timeout",
     "data_timeout",
+    "greeting_timeout",
+    "starttls_timeout",
+    "connection_cache_time",
     "max_queue_lifetime",
     "delay_warning_after",
 }
