@@ -1,0 +1,216 @@
+"""The four services as real processes (`staffetta <service>`), for end-to-end tests.
+
+Each process gets its own HTTP port; SMTP listens on a free loopback port; the
+AMQP prefix is unique per stack so test runs never meet on the shared broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aio_pika
+
+from services.common.settings import load_settings
+from services.common.topology import Topology
+
+AMQP_URL = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_until(
+    predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.05
+) -> None:
+    """Poll a condition that another process makes true, with a hard deadline."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+@dataclass
+class ServiceProcess:
+    name: str
+    http_port: int
+    env: dict[str, str]
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", self.name],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+
+    def http_status(self, path: str) -> int:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}{path}", timeout=2) as r:
+                return int(r.status)
+        except urllib.error.HTTPError as error:
+            return int(error.code)
+        except OSError:
+            return 0
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/metrics", timeout=5) as r:
+            return str(r.read().decode())
+
+    def ready(self) -> bool:
+        return self.http_status("/readyz") == 200
+
+    def terminate(self, timeout: float = 35.0) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout)
+
+    def kill(self) -> None:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(10)
+
+    def log_tail(self, lines: int = 30) -> str:
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+@dataclass
+class Stack:
+    """Ingress, router, N delivery workers and bounce, sharing one unique AMQP prefix."""
+
+    workdir: Path
+    extra_env: dict[str, str] = field(default_factory=dict)
+    delivery_replicas: int = 1
+    prefix: str = field(default_factory=lambda: f"e2e-{uuid.uuid4().hex[:8]}")
+    smtp_port: int = field(default_factory=free_port)
+    processes: list[ServiceProcess] = field(default_factory=list)
+
+    @property
+    def maildir_root(self) -> Path:
+        return self.workdir / "mail"
+
+    def base_env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("STAFFETTA_")}
+        env.update(
+            {
+                "STAFFETTA_AMQP_URL": AMQP_URL,
+                "STAFFETTA_AMQP_PREFIX": self.prefix,
+                "STAFFETTA_HOSTNAME": "staffetta.test",
+                "STAFFETTA_SMTP_LISTEN": f"127.0.0.1:{self.smtp_port}",
+                "STAFFETTA_SUBMISSION_LISTEN": "",
+                "STAFFETTA_MAILDIR_ROOT": str(self.maildir_root),
+                "STAFFETTA_RETRY_SCHEDULE": "1s",
+                "STAFFETTA_LOG_LEVEL": "INFO",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        env.update(self.extra_env)
+        return env
+
+    def _make(self, name: str, index: int) -> ServiceProcess:
+        port = free_port()
+        env = {**self.base_env(), "STAFFETTA_HTTP_LISTEN": f"127.0.0.1:{port}"}
+        return ServiceProcess(name, port, env, self.workdir / f"{name}-{index}.log")
+
+    def start(self, timeout: float = 30.0) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        plan = ["ingress", "router", *["delivery"] * self.delivery_replicas, "bounce"]
+        counts: dict[str, int] = {}
+        for name in plan:
+            counts[name] = counts.get(name, 0) + 1
+            self.processes.append(self._make(name, counts[name]))
+        for process in self.processes:
+            process.start()
+        for process in self.processes:
+            self.wait_ready(process, timeout)
+
+    def wait_ready(self, process: ServiceProcess, timeout: float = 30.0) -> None:
+        try:
+            wait_until(process.ready, timeout, f"{process.name} /readyz")
+        except AssertionError as error:
+            raise AssertionError(
+                f"{error}\n--- {process.name} log ---\n{process.log_tail()}"
+            ) from None
+
+    def service(self, name: str, index: int = 0) -> ServiceProcess:
+        return [p for p in self.processes if p.name == name][index]
+
+    def restart(self, process: ServiceProcess) -> None:
+        process.start()
+        self.wait_ready(process)
+
+    def stop(self) -> dict[str, int]:
+        codes = {}
+        for process in self.processes:
+            if process.process is not None and process.process.poll() is None:
+                codes[f"{process.name}:{process.http_port}"] = process.terminate()
+        return codes
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name} ---\n{p.log_tail()}" for p in self.processes)
+
+    def maildir_files(self, address: str) -> list[Path]:
+        local, _, domain = address.lower().rpartition("@")
+        folder = self.maildir_root / domain / local / "new"
+        return sorted(folder.iterdir()) if folder.is_dir() else []
+
+    def wait_for_mail(self, address: str, count: int = 1, timeout: float = 30.0) -> list[Path]:
+        try:
+            wait_until(
+                lambda: len(self.maildir_files(address)) >= count, timeout, f"mail for {address}"
+            )
+        except AssertionError as error:
+            raise AssertionError(f"{error}\n{self.logs()}") from None
+        return self.maildir_files(address)
+
+    def delete_queues(self) -> None:
+        asyncio.run(delete_queues(self.prefix, self.base_env()))
+
+
+async def delete_queues(prefix: str, env: dict[str, str] | None = None) -> None:
+    settings = load_settings({**(env or {}), "STAFFETTA_AMQP_PREFIX": prefix})
+    topology = Topology(prefix, tuple(settings.retry_schedule), settings.amqp_delivery_limit)
+    connection = await aio_pika.connect(AMQP_URL)
+    async with connection:
+        for spec in topology.queues():
+            channel = await connection.channel()
+            with contextlib.suppress(Exception):
+                await channel.queue_delete(spec.name, if_unused=False, if_empty=False)
+            with contextlib.suppress(Exception):
+                await channel.close()
+
+
+@contextlib.contextmanager
+def running_stack(workdir: Path, **options: object) -> Iterator[Stack]:
+    stack = Stack(workdir, **options)  # type: ignore[arg-type]
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.stop()
+        stack.delete_queues()
