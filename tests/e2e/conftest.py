@@ -24,7 +24,7 @@ def dns() -> Iterator[DnsServer]:
 @pytest.fixture
 def mx(dns: DnsServer) -> Iterator[MxServers]:
     with MxServers(count=3) as fleet:
-        for index, server in enumerate(fleet.servers):
+        for server in fleet.servers:
             dns.add_a(server.hostname, server.host)
         # remote1.test: primary 127.0.0.2, backup 127.0.0.3; remote2.test: 127.0.0.4 only.
         dns.add_mx("remote1.test", [(10, fleet[0].hostname), (20, fleet[1].hostname)])

@@ -8,7 +8,7 @@ import time
 from email.message import Message
 
 from tests.e2e.conftest import LOCAL_DOMAIN, StackFactory
-from tests.e2e.mail import build, send, send_many, subject_of
+from tests.e2e.mail import build, send
 from tests.support.mx_server import MxServers
 from tests.support.stack import Stack, wait_until
 
@@ -28,7 +28,7 @@ def test_local_delivery_lands_as_one_maildir_file_with_our_received_header(stack
     files = stack.wait_for_mail(f"alice@{LOCAL_DOMAIN}")
     assert len(files) == 1
     stored = files[0].read_bytes()
-    first_line, _, rest = stored.partition(b"\n")
+    first_line, _, _ = stored.partition(b"\n")
     assert first_line.startswith(b"Received: from ")
     assert b"by staffetta.test" in stored.split(b"\n\n", 1)[0]
     assert queue_id.group(1).encode() in stored.split(b"\n\n", 1)[0]
