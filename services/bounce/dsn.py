@@ -10,7 +10,10 @@ DSN's bytes (CRLF line ends) out. The layout follows Postfix's bounce(8):
 
 When the original headers or an address are not ASCII (SMTPUTF8 mail), parts
 2 and 3 become ``message/global-delivery-status`` and ``message/global-headers``
-(RFC 6533), base64-encoded so the DSN itself stays 7-bit safe.
+(RFC 6533), in the 8bit encoding RFC 6533 asks for "whenever possible" (the
+original reached us 8-bit, and delivery announces BODY=8BITMIME); header
+lines too long for SMTP, or 8-bit headers that are not UTF-8, are returned
+base64-encoded instead. The human part is quoted-printable when not ASCII.
 """
 
 from __future__ import annotations
@@ -192,7 +195,9 @@ def _text_part(text: str) -> tuple[list[str], str]:
             "Content-Type: text/plain; charset=us-ascii",
             "Content-Transfer-Encoding: 7bit",
         ], crlf
-    encoded = email.quoprimime.body_encode(crlf, maxlinelen=76, eol="\r\n")
+    # quoprimime encodes code points below 256 as bytes: hand it the UTF-8 bytes that way.
+    latin = crlf.encode("utf-8").decode("latin-1")
+    encoded = email.quoprimime.body_encode(latin, maxlinelen=76, eol="\r\n")
     headers = [
         "Content-Type: text/plain; charset=utf-8",
         "Content-Transfer-Encoding: quoted-printable",
@@ -204,21 +209,33 @@ def _status_part(job: BounceJob, context: DsnContext) -> tuple[list[str], str]:
     status = delivery_status(job, context)
     if status.isascii():
         return ["Content-Type: message/delivery-status", "Content-Transfer-Encoding: 7bit"], status
-    headers = ["Content-Type: message/global-delivery-status", "Content-Transfer-Encoding: base64"]
-    return headers, _base64_lines(status.encode("utf-8"))
+    # A UTF-8 address or reply: RFC 6533 asks for the 8bit encoding whenever possible.
+    headers = ["Content-Type: message/global-delivery-status", "Content-Transfer-Encoding: 8bit"]
+    return headers, status
 
 
 def _headers_part(original: bytes) -> tuple[list[str], str]:
     head = original_headers(original)
     longest = max((len(line) for line in head.split(b"\r\n")), default=0)
-    if head.isascii() and longest <= 998:
+    utf8 = _utf8(head)
+    if longest <= 998 and head.isascii():
         return ["Content-Type: text/rfc822-headers", "Content-Transfer-Encoding: 7bit"], (
             head.decode("ascii")
         )
-    # 8-bit (SMTPUTF8) headers: RFC 6533's global-headers, which may be base64-encoded;
-    # an over-long ASCII line: the same text type, base64-encoded to stay within 998.
-    kind = "text/rfc822-headers" if head.isascii() else "message/global-headers"
+    if longest <= 998 and utf8 is not None:
+        # SMTPUTF8 headers: RFC 6533's global-headers, 8bit as it asks whenever possible.
+        return ["Content-Type: message/global-headers", "Content-Transfer-Encoding: 8bit"], utf8
+    # Over-long lines or 8-bit bytes that are not UTF-8: base64 keeps them intact and the
+    # DSN within SMTP's limits.
+    kind = "message/global-headers" if utf8 and not head.isascii() else "text/rfc822-headers"
     return [f"Content-Type: {kind}", "Content-Transfer-Encoding: base64"], _base64_lines(head)
+
+
+def _utf8(data: bytes) -> str | None:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
 
 
 def _description(description: str, part: tuple[list[str], str]) -> tuple[list[str], str]:
@@ -248,6 +265,7 @@ def build_dsn(job: BounceJob, original: bytes, context: DsnContext) -> bytes:
             _headers_part(original),
         ),
     ]
+    encoding = "7bit" if all(body.isascii() for _, body in parts) else "8bit"
     top = [
         f"Received: by {context.hostname} (Staffetta) id {context.queue_id};\r\n"
         f"\t{format_date(context.now)}",
@@ -259,7 +277,7 @@ def build_dsn(job: BounceJob, original: bytes, context: DsnContext) -> bytes:
         "Auto-Submitted: auto-replied",
         "MIME-Version: 1.0",
         f'Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary="{boundary}"',
-        "Content-Transfer-Encoding: 7bit",
+        f"Content-Transfer-Encoding: {encoding}",
     ]
     out = ["\r\n".join(top), "\r\n\r\nThis is a MIME-encapsulated message.\r\n"]
     for headers, body in parts:

@@ -78,10 +78,10 @@ def status_blocks(dsn: Message) -> list[Message]:
 
 
 def raw_part(raw: bytes, index: int) -> tuple[str, bytes]:
-    """(headers, body) of the ``index``-th part, straight from the bytes.
+    """(headers, decoded body) of the ``index``-th part, straight from the bytes.
 
     Python's parser reads every message/* part as an embedded message, so it
-    cannot decode the base64 of RFC 6533's global-headers / global-delivery-status.
+    does not decode a base64 RFC 6533 part; this helper does.
     """
     dsn = parse(raw)
     boundary = dsn.get_boundary()
@@ -89,7 +89,8 @@ def raw_part(raw: bytes, index: int) -> tuple[str, bytes]:
     chunks = raw.split(b"\r\n--" + boundary.encode() + b"\r\n")
     chunk = chunks[1 + index].split(b"\r\n--" + boundary.encode() + b"--")[0]
     head, _, body = chunk.partition(b"\r\n\r\n")
-    return head.decode("ascii"), base64.b64decode(body)
+    text = head.decode("ascii")
+    return text, base64.b64decode(body) if "Encoding: base64" in text else body
 
 
 def unfold(value: str | None) -> str:
@@ -271,36 +272,58 @@ def test_original_headers_with_bare_lf_and_no_body() -> None:
     assert original_headers(b"\r\nbody only\r\n") == b""
 
 
-def test_eight_bit_headers_use_global_headers_base64() -> None:
+def test_eight_bit_headers_use_global_headers_in_8bit() -> None:
     original = "Subject: Grüße aus Köln\r\nFrom: jürgen@example.org\r\n\r\nHallo\r\n".encode()
     raw = build_dsn(failure_job(rejected()), original, CONTEXT)
-    assert raw.isascii()
     dsn = parse(raw)
+    assert dsn["Content-Transfer-Encoding"] == "8bit"
     part = dsn.get_payload(2)
     assert isinstance(part, Message)
     assert part.get_content_type() == "message/global-headers"
-    head, decoded = raw_part(raw, 2)
-    assert "Content-Type: message/global-headers" in head
-    assert "Content-Transfer-Encoding: base64" in head
-    assert decoded.decode("utf-8") == "Subject: Grüße aus Köln\r\nFrom: jürgen@example.org\r\n"
+    head, body = raw_part(raw, 2)
+    assert "Content-Transfer-Encoding: 8bit" in head
+    assert body.decode("utf-8") == "Subject: Grüße aus Köln\r\nFrom: jürgen@example.org\r\n"
     # The report itself is still plain ASCII: flufl.bounce reads it.
+    status = dsn.get_payload(1)
+    assert isinstance(status, Message)
+    assert status.get_content_type() == "message/delivery-status"
     assert all_failures(dsn)[1] == {b"bob@remote.test"}
+    # Every line still within SMTP's limit, and only the headers part is 8-bit.
+    assert max(len(line) for line in raw.split(b"\r\n")) <= 998
+    assert raw.replace(body, b"").isascii()
+
+
+def test_eight_bit_headers_that_are_not_utf8_are_base64_encoded() -> None:
+    original = "Subject: caf\xe9\r\n\r\nx\r\n".encode("latin-1")
+    raw = build_dsn(failure_job(rejected()), original, CONTEXT)
+    assert raw.isascii()
+    head, body = raw_part(raw, 2)
+    assert "Content-Type: text/rfc822-headers" in head
+    assert "Content-Transfer-Encoding: base64" in head
+    assert body == b"Subject: caf\xe9\r\n"
 
 
 def test_utf8_recipient_uses_global_delivery_status() -> None:
     result = RecipientResult(recipient="jürgen@remote.test", action="failed", status="5.1.1")
     raw = build_dsn(failure_job(result), ORIGINAL, CONTEXT)
-    assert raw.isascii()
     dsn = parse(raw)
     part = dsn.get_payload(1)
     assert isinstance(part, Message)
     assert part.get_content_type() == "message/global-delivery-status"
-    head, decoded = raw_part(raw, 1)
-    assert "Content-Transfer-Encoding: base64" in head
-    blocks = decoded.decode("utf-8").split("\r\n\r\n")
+    head, body = raw_part(raw, 1)
+    assert "Content-Transfer-Encoding: 8bit" in head
+    blocks = body.decode("utf-8").split("\r\n\r\n")
     recipient = email.message_from_string(blocks[1])
     assert recipient["Final-Recipient"] == "utf-8; jürgen@remote.test"
     assert recipient["Action"] == "failed"
+    assert recipient["Status"] == "5.1.1"
+    # The person's part names the address too, quoted-printable encoded.
+    text = dsn.get_payload(0)
+    assert isinstance(text, Message)
+    assert text["Content-Transfer-Encoding"] == "quoted-printable"
+    decoded = text.get_payload(decode=True)
+    assert isinstance(decoded, bytes)
+    assert "<jürgen@remote.test>" in decoded.decode("utf-8")
 
 
 def test_invalid_status_falls_back_to_a_generic_code() -> None:
@@ -394,3 +417,33 @@ def test_remote_mta_field_names_the_host_and_the_text_keeps_the_address() -> Non
     )
     assert mta_name("[127.0.0.3]") == "[127.0.0.3]"
     assert mta_name("smarthost.test") == "smarthost.test"
+
+
+@pytest.mark.parametrize(
+    ("original", "recipient"),
+    [
+        (ORIGINAL, "bob@remote.test"),
+        ("Subject: Grüße\r\nFrom: a@b.test\r\n\r\nx\r\n".encode(), "bob@remote.test"),
+        (ORIGINAL, "jürgen@remote.test"),
+        (b"", "bob@remote.test"),
+    ],
+)
+def test_the_parser_finds_no_defects(original: bytes, recipient: str) -> None:
+    result = rejected(recipient)
+    for kind in ("failure", "delay"):
+        job = BounceJob(
+            queue_id="QID1",
+            sender="alice@example.org",
+            accepted_at=ACCEPTED_AT,
+            kind=kind,
+            results=[
+                result.model_copy(update={"action": "delayed" if kind == "delay" else "failed"})
+            ],
+        )
+        dsn = email.message_from_bytes(
+            build_dsn(job, original, CONTEXT), policy=email.policy.default
+        )
+        for part in dsn.walk():
+            assert part.defects == [], (kind, part.get_content_type(), part.defects)
+        assert dsn.get_content_type() == "multipart/report"
+        assert len(dsn.get_payload()) == 3
