@@ -153,14 +153,12 @@ class IngressSMTP(SMTP):
 
     async def _read_proxy_header(self) -> bool:
         """PROXY v1/v2 from a trusted load balancer: the real client's address."""
-        networks = self.context.proxy_networks or ()
-        if not is_trusted(self.client_address, networks):
-            return False
         try:
             data = await asyncio.wait_for(get_proxy(self._reader), PROXY_HEADER_TIMEOUT)
         except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
             return False
-        if not data.valid:
+        # Read first, judge after: the refusal then reaches the client intact.
+        if not data.valid or not is_trusted(self.client_address, self.context.proxy_networks or ()):
             return False
         if data.src_addr is not None:  # None for PROXY UNKNOWN / LOCAL: keep the peer
             self._client_ip = str(data.src_addr)
