@@ -11,7 +11,7 @@ DSN's bytes (CRLF line ends) out. The layout follows Postfix's bounce(8):
 When the original headers or an address are not ASCII (SMTPUTF8 mail), parts
 2 and 3 become ``message/global-delivery-status`` and ``message/global-headers``
 (RFC 6533), in the 8bit encoding RFC 6533 asks for "whenever possible" (the
-original reached us 8-bit, and delivery announces BODY=8BITMIME); header
+original reached us 8-bit; delivery sends BODY=8BITMIME where offered); header
 lines too long for SMTP, or 8-bit headers that are not UTF-8, are returned
 base64-encoded instead. The human part is quoted-printable when not ASCII.
 """
@@ -75,7 +75,7 @@ def reported_results(job: BounceJob) -> list[RecipientResult]:
 
 def format_date(timestamp: float) -> str:
     """An RFC 5322 date-time, e.g. ``Sat, 28 Nov 2026 20:12:35 +0000``."""
-    return email.utils.format_datetime(datetime.fromtimestamp(timestamp, UTC).replace(tzinfo=UTC))
+    return email.utils.format_datetime(datetime.fromtimestamp(timestamp, UTC))
 
 
 def fold(name: str, value: str) -> str:
