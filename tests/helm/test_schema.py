@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.helm.chart import CHART, run_helm, template_args
+from tests.helm.chart import CHART, ROOT, run_helm, template_args
 
 SCHEMA = json.loads((CHART / "values.schema.json").read_text())
 VALUES_TEXT = (CHART / "values.yaml").read_text()
@@ -112,3 +114,17 @@ def test_every_schema_property_has_a_description() -> None:
                 assert child.get("description"), f"{where}.{key} has no description"
 
     walk(SCHEMA, "values")
+
+
+def test_chart_readme_parameters_are_up_to_date() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "helm-readme.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    readme = (CHART / "README.md").read_text()
+    for section in re.findall(r"^\s*## @section (.+)$", VALUES_TEXT, flags=re.MULTILINE):
+        assert f"### {section}" in readme

@@ -8,7 +8,10 @@ goes through :func:`services.common.settings.load_settings`.
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +19,14 @@ import pytest
 
 from services.common.addressing import RecipientDirectory
 from services.common.settings import ENV_PREFIX, Settings, load_settings
-from tests.helm.chart import COMPONENTS, SCENARIOS, Manifests, container_environment, render
+from tests.helm.chart import (
+    COMPONENTS,
+    ROOT,
+    SCENARIOS,
+    Manifests,
+    container_environment,
+    render,
+)
 
 KNOWN = {f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields}
 REQUIRED = {"STAFFETTA_AMQP_URL", "STAFFETTA_AMQP_PREFIX", "STAFFETTA_HOSTNAME"}
@@ -171,3 +181,22 @@ def test_tls_files_and_submissions_only_on_the_ingress(tmp_path: Path) -> None:
         environment = container_environment(manifests, component)
         assert "STAFFETTA_TLS_CERT_FILE" not in environment
         assert "STAFFETTA_SUBMISSIONS_LISTEN" not in environment
+
+
+@pytest.mark.parametrize("component", ["smtp-ingress", "delivery"])
+def test_check_config_accepts_the_production_environment(component: str, tmp_path: Path) -> None:
+    environment, _ = kubelet_environment(render("production"), component, tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "services.cli", "check-config"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": os.environ.get("PATH", ""), **environment},
+        cwd=ROOT,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    shown = dict(line.split("=", 1) for line in result.stdout.splitlines())
+    assert shown["STAFFETTA_HOSTNAME"] == "mx1.example.org"
+    assert shown["STAFFETTA_AMQP_URL"] == ("amqp://staffetta:***@staffetta-rabbitmq.mail.svc:5672/")
+    assert "s3cret" not in result.stdout
