@@ -306,3 +306,26 @@ def test_notes_explain_a_first_mail_and_warn_about_rwo_maildir() -> None:
     assert "swaks --server 127.0.0.1:2525" in notes
     assert "postmaster@example.org" in notes
     assert "ReadWriteMany" in notes  # two delivery replicas on a ReadWriteOnce claim
+
+
+def test_ingress_keeps_accepting_while_it_leaves_the_load_balancer() -> None:
+    manifests = render("production")
+    ingress = manifests.container("smtp-ingress")
+    assert ingress["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", "5"]
+    grace = manifests.deployment("smtp-ingress")["spec"]["template"]["spec"][
+        "terminationGracePeriodSeconds"
+    ]
+    assert grace >= 5 + 30  # the sleep, then the contract's 30 s drain
+    for component in ("router", "delivery", "bounce"):
+        assert "lifecycle" not in manifests.container(component)
+    disabled = render("production", "--set", "smtpIngress.preStopSleepSeconds=0")
+    assert "lifecycle" not in disabled.container("smtp-ingress")
+
+
+def test_secret_files_are_not_world_readable() -> None:
+    for scenario, component in (("production", "smtp-ingress"), ("smarthost", "delivery")):
+        pod = render(scenario).deployment(component)["spec"]["template"]["spec"]
+        secrets = [volume["secret"] for volume in pod["volumes"] if "secret" in volume]
+        assert secrets
+        assert all(secret["defaultMode"] == 0o440 for secret in secrets)
+        assert pod["securityContext"]["fsGroup"] == 10001

@@ -67,11 +67,19 @@ spec:
           imagePullPolicy: {{ $ctx.Values.image.pullPolicy }}
           args:
             - {{ ternary "ingress" $component $ingress }}
+          {{- if and $ingress $v.preStopSleepSeconds }}
+          lifecycle:
+            # Keep accepting while the endpoint is removed from the Service and
+            # load balancers; SIGTERM (and the drain) follows.
+            preStop:
+              exec:
+                command: ["sleep", {{ $v.preStopSleepSeconds | toString | quote }}]
+          {{- end }}
           envFrom:
             - configMapRef:
                 name: {{ include "staffetta.componentName" . }}
           env:
-            {{- include "staffetta.amqp.env" $ctx | nindent 12 }}
+            {{- include "staffetta.amqp.env" $ctx | trim | nindent 12 }}
           ports:
             {{- if $ingress }}
             - name: smtp
@@ -150,16 +158,19 @@ spec:
         - name: tls
           secret:
             secretName: {{ include "staffetta.tlsSecretName" $ctx }}
+            defaultMode: 0440
         {{- end }}
         {{- if and $ingress (include "staffetta.usersEnabled" $ctx) }}
         - name: users
           secret:
             secretName: {{ include "staffetta.usersSecretName" $ctx }}
+            defaultMode: 0440
         {{- end }}
         {{- if and $delivery (include "staffetta.smarthostPasswordEnabled" $ctx) }}
         - name: smarthost
           secret:
             secretName: {{ include "staffetta.smarthostSecretName" $ctx }}
+            defaultMode: 0440
         {{- end }}
         {{- if and $delivery (include "staffetta.maildirEnabled" $ctx) }}
         - name: maildir
