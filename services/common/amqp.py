@@ -187,6 +187,8 @@ class Broker:
         """(messages ready, consumers) of a queue, by a passive declare."""
         if self._channel is None:
             raise BrokerUnavailable("not connected to the broker")
-        declared = await self._channel.declare_queue(queue, passive=True)
-        result: Any = declared.declaration_result
+        # Not RobustChannel.declare_queue: for a queue it declared before it returns the
+        # cached Queue, whose declaration_result holds the counts of that first declare.
+        channel = await self._channel.get_underlay_channel()
+        result: Any = await channel.queue_declare(queue, passive=True)
         return int(result.message_count or 0), int(result.consumer_count or 0)

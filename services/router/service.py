@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from services.common.addressing import RecipientDirectory
 from services.common.amqp import Broker
+from services.common.queue_metrics import QueueMetrics, cancel
 from services.common.settings import Settings
 from services.common.topology import Topology
 from services.router.metrics import RouterMetrics
@@ -37,6 +38,9 @@ class RouterService:
         self._worker = RouterWorker(self._broker, directory, RouterMetrics.create(self.registry))
         self._consuming = False
         self._starting: asyncio.Task[None] | None = None
+        # Queue depths for the whole pipeline are exported here only (one router process).
+        self._queue_metrics = QueueMetrics(self.registry, topology, self._broker.queue_depth)
+        self._queue_stats: asyncio.Task[None] | None = None
 
     def is_ready(self) -> bool:
         return self._consuming and self._broker.ready
@@ -50,6 +54,7 @@ class RouterService:
         await self._broker.connect_forever()
         await self._broker.consume(self._broker.topology.incoming, self._worker.handle)
         self._consuming = True
+        self._queue_stats = asyncio.create_task(self._queue_metrics.run())
         log.info(
             "consuming",
             extra={"event": "consuming", "queue": self._broker.topology.incoming},
@@ -60,6 +65,7 @@ class RouterService:
             self._starting.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._starting
+        await cancel(self._queue_stats)
         self._consuming = False
         await self._broker.drain()
         await self._broker.close()

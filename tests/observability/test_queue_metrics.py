@@ -1,0 +1,108 @@
+"""staffetta_queue_messages / staffetta_queue_consumers against the real RabbitMQ."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import aio_pika
+import pytest
+from aio_pika.abc import AbstractIncomingMessage
+from prometheus_client import CollectorRegistry
+from pydantic import BaseModel
+
+from services.common.amqp import Broker, BrokerUnavailable
+from services.common.queue_metrics import QueueMetrics, cancel
+from services.common.topology import Topology
+
+AMQP_URL = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+
+pytestmark = pytest.mark.broker
+
+
+class Note(BaseModel):
+    text: str
+
+
+@pytest.fixture
+async def broker() -> AsyncIterator[Broker]:
+    topology = Topology(f"test-{uuid.uuid4().hex[:8]}", (1.0, 300.0))
+    broker = Broker(AMQP_URL, topology)
+    await broker.connect()
+    yield broker
+    await broker.close()
+    connection = await aio_pika.connect(AMQP_URL)
+    async with connection:
+        for spec in topology.queues():
+            channel = await connection.channel()
+            with contextlib.suppress(Exception):
+                await channel.queue_delete(spec.name, if_unused=False, if_empty=False)
+            with contextlib.suppress(Exception):
+                await channel.close()
+
+
+def sample(registry: CollectorRegistry, name: str, queue: str) -> float | None:
+    return registry.get_sample_value(name, {"queue": queue})
+
+
+async def test_depths_and_consumers_of_every_queue(broker: Broker) -> None:
+    registry = CollectorRegistry()
+    metrics = QueueMetrics(registry, broker.topology, broker.queue_depth)
+    topology = broker.topology
+    for index in range(3):
+        await broker.publish(topology.delivery, b"x", Note(text="d"), message_id=f"d{index}")
+    await broker.publish(topology.retry_queue(2), b"x", Note(text="r"), message_id="r1")
+    seen: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+
+    async def keep(message: AbstractIncomingMessage) -> None:
+        await seen.put(message)  # held unacknowledged: not "ready" any more
+
+    await broker.consume(topology.bounce, keep)
+
+    await metrics.refresh()
+
+    labels = {metrics.label(spec.name) for spec in topology.queues()}
+    assert labels == {"incoming", "delivery", "bounce", "parked", "retry.1s", "retry.5m"}
+    # Quorum queues count a publish once it is confirmed: the depth is exact at once.
+    assert sample(registry, "staffetta_queue_messages", "delivery") == 3
+    assert sample(registry, "staffetta_queue_messages", "retry.5m") == 1
+    assert sample(registry, "staffetta_queue_messages", "incoming") == 0
+    assert sample(registry, "staffetta_queue_consumers", "bounce") == 1
+    assert sample(registry, "staffetta_queue_consumers", "delivery") == 0
+    stamp = registry.get_sample_value("staffetta_queue_stats_timestamp_seconds")
+    assert stamp is not None and stamp > 0
+
+
+async def test_the_periodic_task_follows_the_queues(broker: Broker) -> None:
+    registry = CollectorRegistry()
+    metrics = QueueMetrics(registry, broker.topology, broker.queue_depth, interval=0.05)
+    task = asyncio.create_task(metrics.run())
+    try:
+        await broker.publish(broker.topology.parked, b"x", Note(text="p"), message_id="p1")
+        deadline = time.monotonic() + 10
+        while sample(registry, "staffetta_queue_messages", "parked") != 1:
+            assert time.monotonic() < deadline, "the parked gauge never showed the job"
+            await asyncio.sleep(0.02)
+    finally:
+        await cancel(task)
+    assert task.cancelled()
+
+
+async def test_a_broker_outage_keeps_the_last_values(broker: Broker) -> None:
+    registry = CollectorRegistry()
+    metrics = QueueMetrics(registry, broker.topology, broker.queue_depth, interval=0.05)
+    await metrics.refresh()
+    before = registry.get_sample_value("staffetta_queue_stats_timestamp_seconds")
+    await broker.close()
+    with pytest.raises(BrokerUnavailable):
+        await metrics.refresh()
+    task = asyncio.create_task(metrics.run())
+    await asyncio.sleep(0.2)  # several failing ticks: the task must survive them
+    assert not task.done()
+    await cancel(task)
+    assert registry.get_sample_value("staffetta_queue_stats_timestamp_seconds") == before
+    assert sample(registry, "staffetta_queue_messages", "delivery") == 0
