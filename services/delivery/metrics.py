@@ -28,6 +28,7 @@ class DeliveryMetrics:
     bounce_jobs: Counter
     jobs: Counter
     parked: Gauge
+    throttled: Counter
     oldest_deferred: Gauge
 
     @classmethod
@@ -55,14 +56,15 @@ class DeliveryMetrics:
             ),
             connections=Counter(
                 "staffetta_delivery_connections",
-                "Outbound SMTP connections by result (ok, refused, failed, greeting_<code>).",
+                "Outbound SMTP sessions by result (ok, reused: a cached session after RSET, "
+                "refused, failed, greeting_<code>).",
                 ["result"],
                 registry=registry,
             ),
             tls=Counter(
                 "staffetta_delivery_tls_sessions",
-                "Outbound SMTP sessions by transport security (tls, plaintext, fallback: "
-                "a failed STARTTLS handshake retried in plaintext).",
+                "Outbound SMTP transactions by transport security (tls, plaintext; fallback "
+                "counts failed STARTTLS handshakes retried in plaintext).",
                 ["mode"],
                 registry=registry,
             ),
@@ -98,6 +100,13 @@ class DeliveryMetrics:
             parked=Gauge(
                 "staffetta_delivery_parked_jobs",
                 "Jobs in the parked queue (crashed a worker too often), last seen.",
+                registry=registry,
+            ),
+            throttled=Counter(
+                "staffetta_delivery_throttled_jobs",
+                "Jobs held back for a moment (PREFIX.throttle) because their destination was "
+                "at its concurrency cap or rate limit in this process.",
+                ["reason"],
                 registry=registry,
             ),
             oldest_deferred=Gauge(

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from services.common.envelope import DeliveryJob, RecipientResult
 from services.common.settings import ListenAddress
+from services.delivery.connections import ConnectionPool
 from services.delivery.dns_lookup import DnsResolver
 from services.delivery.metrics import DeliveryMetrics
 from services.delivery.mx import (
@@ -34,7 +35,9 @@ from services.delivery.replies import local_result
 from services.delivery.smtp_client import ClientConfig, Target, send
 from services.delivery.transcript import Transcript, judge
 
-Sender = Callable[[Target, str, Sequence[str], bytes, ClientConfig], Awaitable[Transcript]]
+Sender = Callable[
+    [Target, str, Sequence[str], bytes, ClientConfig, ConnectionPool | None], Awaitable[Transcript]
+]
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,9 @@ class Relay:
         *,
         sender: Sender = send,
         rng: random.Random | None = None,
+        pool: ConnectionPool | None = None,
     ) -> None:
+        self.pool = pool
         self._resolver = resolver
         self._config = config
         self._metrics = metrics
@@ -86,7 +91,9 @@ class Relay:
         pending = list(job.recipients)
         sessions = 0
         for target in found:
-            transcript = await self._send(target, job.sender, pending, body, self._config.client)
+            transcript = await self._send(
+                target, job.sender, pending, body, self._config.client, self.pool
+            )
             sessions += 1
             self._count(transcript)
             verdict = judge(transcript, pending)
@@ -146,11 +153,13 @@ class Relay:
 
     def _count(self, transcript: Transcript) -> None:
         metrics = self._metrics
-        if not transcript.connected:
+        if transcript.reused:
+            metrics.connections.labels(result="reused").inc()
+        elif not transcript.connected:
             kind = "refused" if "refused" in transcript.error else "failed"
             metrics.connections.labels(result=kind).inc()
             return
-        if transcript.reply is not None and transcript.reply_phase == "greeting":
+        elif transcript.reply is not None and transcript.reply_phase == "greeting":
             metrics.connections.labels(result=f"greeting_{transcript.reply.code}").inc()
         else:
             metrics.connections.labels(result="ok").inc()

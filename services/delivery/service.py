@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from services.common.amqp import Broker
 from services.common.settings import Settings
-from services.common.topology import Topology
+from services.delivery.connections import ConnectionPool
 from services.delivery.dns_lookup import DnsResolver
 from services.delivery.maildir import Maildir
 from services.delivery.metrics import DeliveryMetrics
@@ -19,7 +19,8 @@ from services.delivery.mx import Identity
 from services.delivery.outcome import RetryPolicy
 from services.delivery.relay import Relay, RelayConfig
 from services.delivery.smtp_client import ClientConfig, Timeouts, TlsMode
-from services.delivery.worker import DeliveryWorker
+from services.delivery.throttle import DeliveryTopology, DestinationLimiter, parse_rate
+from services.delivery.worker import DeliveryWorker, Throttle
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,8 @@ def client_config(settings: Settings) -> ClientConfig:
         connect=settings.connect_timeout,
         command=settings.command_timeout,
         data=settings.data_timeout,
+        greeting=settings.greeting_timeout,
+        starttls=settings.starttls_timeout,
     )
     if not settings.smarthost:
         return ClientConfig(helo=settings.hostname, timeouts=timeouts)
@@ -65,7 +68,7 @@ class DeliveryService:
     def __init__(self, settings: Settings) -> None:
         self.registry = CollectorRegistry()
         self.metrics = DeliveryMetrics.create(self.registry)
-        topology = Topology(
+        topology = DeliveryTopology(
             settings.amqp_prefix,
             tuple(settings.retry_schedule),
             delivery_limit=settings.amqp_delivery_limit,
@@ -73,6 +76,7 @@ class DeliveryService:
         self.broker = Broker(
             settings.amqp_url.get_secret_value(), topology, prefetch=settings.amqp_prefetch
         )
+        self.pool = ConnectionPool(settings.connection_cache_time, quit_timeout=5.0)
         relay = Relay(
             DnsResolver(settings.nameserver_addresses, settings.dns_timeout),
             RelayConfig(
@@ -82,6 +86,7 @@ class DeliveryService:
                 smarthost=settings.smarthost_address,
             ),
             self.metrics,
+            pool=self.pool,
         )
         self.worker = DeliveryWorker(
             self.broker,
@@ -89,6 +94,13 @@ class DeliveryService:
             Maildir(settings.maildir_root, settings.hostname),
             RetryPolicy(settings.max_queue_lifetime, settings.delay_warning_after),
             self.metrics,
+            throttle=Throttle(
+                DestinationLimiter(
+                    settings.destination_concurrency, parse_rate(settings.destination_rate_limit)
+                ),
+                topology.throttle,
+                smarthost=settings.smarthost,
+            ),
         )
         self._consuming = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -106,6 +118,8 @@ class DeliveryService:
         self._consuming = True
         log.info("consuming", extra={"event": "consuming", "queue": self.broker.topology.delivery})
         self._tasks.append(asyncio.create_task(self._watch_parked()))
+        if self.pool.enabled:
+            self._tasks.append(asyncio.create_task(self.pool.reap_forever()))
 
     async def _watch_parked(self) -> None:
         while True:
@@ -123,6 +137,7 @@ class DeliveryService:
         self._tasks.clear()
         self._consuming = False
         await self.broker.drain()
+        await self.pool.close()
         await self.broker.close()
 
 

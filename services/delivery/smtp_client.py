@@ -11,12 +11,13 @@ import asyncio
 import contextlib
 import socket
 import ssl
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import aiosmtplib
 
+from services.delivery.connections import Connection, ConnectionPool, PoolKey
 from services.delivery.replies import SmtpReply
 from services.delivery.transcript import Transcript
 
@@ -36,14 +37,11 @@ class Target:
 
 @dataclass(frozen=True)
 class Timeouts:
-    connect: float
-    command: float
-    data: float
-    greeting: float | None = None  # default: command
-
-    @property
-    def banner(self) -> float:
-        return self.greeting if self.greeting is not None else self.command
+    connect: float  # TCP connect
+    command: float  # MAIL, RCPT, RSET, QUIT, AUTH
+    data: float  # DATA and the reply to the end of the message
+    greeting: float = 300.0  # the banner, EHLO/HELO
+    starttls: float = 300.0  # STARTTLS and the handshake
 
 
 @dataclass(frozen=True)
@@ -95,17 +93,38 @@ async def send(
     recipients: Sequence[str],
     body: bytes,
     config: ClientConfig,
+    pool: ConnectionPool | None = None,
 ) -> Transcript:
-    """One SMTP session; with opportunistic TLS a failed handshake is retried in plaintext."""
+    """Deliver over a cached session to ``target`` if one is idle, else over a new one.
+
+    With opportunistic TLS a failed handshake is retried once in plaintext.
+    """
+    envelope = _Envelope(sender, recipients, body)
+    key: PoolKey = (target.host, target.address, target.port, config.tls, config.username)
+    while pool is not None and (cached := pool.take(key)) is not None:
+        if not await _reset(cached.client, config):
+            continue  # the remote closed it meanwhile: try another, or connect anew
+        transcript = Transcript(remote_mta=target.remote_mta, tls=cached.tls, reused=True)
+        progress = _Progress("mail")
+        await _guarded(
+            transcript,
+            progress,
+            _transaction(cached.client, envelope, config, transcript, progress),
+        )
+        await _finish(pool, key, cached, transcript, config)
+        return transcript
+
     transcript = Transcript(remote_mta=target.remote_mta)
     try:
-        await _session(transcript, target, sender, recipients, body, config, starttls=True)
+        connection = await _session(transcript, target, envelope, config, starttls=True)
     except _TlsHandshakeFailed as exc:
         transcript = Transcript(remote_mta=target.remote_mta, tls_fallback=True)
         if config.tls != "opportunistic":
             transcript.error, transcript.error_phase = f"TLS handshake failed: {exc}", "starttls"
             return transcript
-        await _session(transcript, target, sender, recipients, body, config, starttls=False)
+        connection = await _session(transcript, target, envelope, config, starttls=False)
+    if connection is not None:
+        await _finish(pool, key, connection, transcript, config)
     return transcript
 
 
@@ -116,21 +135,39 @@ class _Envelope:
     body: bytes
 
 
+@dataclass
+class _Progress:
+    phase: str = "greeting"
+
+
+async def _guarded(transcript: Transcript, progress: _Progress, step: Awaitable[bool]) -> bool:
+    """Run a protocol step, writing any failure into the transcript; True when it went on."""
+    try:
+        return await step
+    except aiosmtplib.SMTPResponseException as exc:
+        if progress.phase in ("rcpt", "data"):
+            transcript.error, transcript.error_phase = str(_reply(exc)), progress.phase
+        else:
+            transcript.reply, transcript.reply_phase = _reply(exc), progress.phase
+    except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+        transcript.error, transcript.error_phase = _describe(exc, progress.phase), progress.phase
+    return False
+
+
 async def _session(
     transcript: Transcript,
     target: Target,
-    sender: str,
-    recipients: Sequence[str],
-    body: bytes,
+    envelope: _Envelope,
     config: ClientConfig,
     *,
     starttls: bool,
-) -> None:
+) -> Connection | None:
+    """A new session carrying one transaction; returns it while it is still open."""
     try:
         sock = await _open_socket(target, config.timeouts.connect)
     except (OSError, TimeoutError) as exc:
         transcript.error, transcript.error_phase = _describe(exc, "connect"), "connect"
-        return
+        return None
     implicit = config.tls == "implicit"
     client = aiosmtplib.SMTP(
         hostname=target.host,
@@ -143,23 +180,46 @@ async def _session(
     )
     progress = _Progress()
     try:
-        if await _open(client, target, config, transcript, progress, starttls=starttls):
-            envelope = _Envelope(sender, recipients, body)
-            await _transaction(client, envelope, config, transcript, progress)
-    except aiosmtplib.SMTPResponseException as exc:
-        if progress.phase in ("rcpt", "data"):
-            transcript.error, transcript.error_phase = str(_reply(exc)), progress.phase
-        else:
-            transcript.reply, transcript.reply_phase = _reply(exc), progress.phase
-    except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-        transcript.error, transcript.error_phase = _describe(exc, progress.phase), progress.phase
-    finally:
+        opened = await _guarded(
+            transcript, progress, _open(client, target, config, transcript, progress, starttls)
+        )
+        if opened:
+            await _guarded(
+                transcript, progress, _transaction(client, envelope, config, transcript, progress)
+            )
+    except BaseException:
         client.close()
+        raise
+    if not client.is_connected:
+        client.close()
+        return None
+    return Connection(client, tls=transcript.tls)
 
 
-@dataclass
-class _Progress:
-    phase: str = "greeting"
+async def _finish(
+    pool: ConnectionPool | None,
+    key: PoolKey,
+    connection: Connection,
+    transcript: Transcript,
+    config: ClientConfig,
+) -> None:
+    """Cache a session in a clean state for the next message; QUIT any other."""
+    if pool is not None and pool.enabled and transcript.reusable and connection.client.is_connected:
+        pool.give(key, connection)
+        return
+    with contextlib.suppress(aiosmtplib.SMTPException, OSError, TimeoutError):
+        if connection.client.is_connected:
+            await connection.client.quit(timeout=config.timeouts.command)
+    connection.client.close()
+
+
+async def _reset(client: aiosmtplib.SMTP, config: ClientConfig) -> bool:
+    try:
+        await client.rset(timeout=config.timeouts.command)
+    except (aiosmtplib.SMTPException, OSError, TimeoutError):
+        client.close()
+        return False
+    return True
 
 
 async def _open(
@@ -168,18 +228,17 @@ async def _open(
     config: ClientConfig,
     transcript: Transcript,
     progress: _Progress,
-    *,
     starttls: bool,
 ) -> bool:
     """Greeting, EHLO, STARTTLS, AUTH: True when the session may carry mail."""
     try:
-        await client.connect(timeout=config.timeouts.banner)
+        await client.connect(timeout=config.timeouts.greeting)
     except ssl.SSLError as exc:
         transcript.error, transcript.error_phase = f"TLS handshake failed: {exc}", "greeting"
         return False
     transcript.tls = config.tls == "implicit"
     progress.phase = "ehlo"
-    await _hello(client, config.helo)
+    await _hello(client, config)
     if starttls and config.tls in ("opportunistic", "starttls"):
         progress.phase = "starttls"
         if not await _starttls(client, target, config, transcript):
@@ -196,7 +255,7 @@ async def _transaction(
     config: ClientConfig,
     transcript: Transcript,
     progress: _Progress,
-) -> None:
+) -> bool:
     """MAIL, one RCPT per recipient, DATA when any recipient was accepted."""
     encoding = _encoding(client)
     progress.phase = "mail"
@@ -210,7 +269,7 @@ async def _transaction(
         except aiosmtplib.SMTPRecipientRefused as exc:
             transcript.rcpt[recipient] = _reply(exc)
             if exc.code == 421:
-                return
+                return False
     if any(reply.is_positive for reply in transcript.rcpt.values()):
         progress.phase = "data"
         body = envelope.body if envelope.body.endswith(b"\r\n") else envelope.body + b"\r\n"
@@ -219,18 +278,16 @@ async def _transaction(
             transcript.data_reply = SmtpReply(response.code, response.message)
         except aiosmtplib.SMTPDataError as exc:
             transcript.data_reply = _reply(exc)
-    progress.phase = "quit"
-    with contextlib.suppress(aiosmtplib.SMTPException, OSError, TimeoutError):
-        await client.quit(timeout=config.timeouts.command)
+    return True
 
 
-async def _hello(client: aiosmtplib.SMTP, helo: str) -> None:
+async def _hello(client: aiosmtplib.SMTP, config: ClientConfig) -> None:
     try:
-        await client.ehlo(hostname=helo)
+        await client.ehlo(hostname=config.helo, timeout=config.timeouts.greeting)
     except aiosmtplib.SMTPHeloError as exc:
         if exc.code not in (500, 502):
             raise
-        await client.helo(hostname=helo)
+        await client.helo(hostname=config.helo, timeout=config.timeouts.greeting)
 
 
 async def _starttls(
@@ -246,7 +303,9 @@ async def _starttls(
         return True
     context = _unverified_context() if config.tls == "opportunistic" else _verified_context()
     try:
-        await client.starttls(tls_context=context, server_hostname=target.host)
+        await client.starttls(
+            tls_context=context, server_hostname=target.host, timeout=config.timeouts.starttls
+        )
     except aiosmtplib.SMTPResponseException as exc:
         if required or exc.code == 421:
             transcript.reply, transcript.reply_phase = _reply(exc), "starttls"
@@ -257,7 +316,7 @@ async def _starttls(
     try:
         # With TLS 1.3 a refused handshake (e.g. a demanded client certificate)
         # only shows on the first read: the EHLO that follows.
-        await _hello(client, config.helo)
+        await _hello(client, config)
     except (ssl.SSLError, aiosmtplib.SMTPServerDisconnected) as exc:
         raise _TlsHandshakeFailed(str(exc) or type(exc).__name__) from exc
     transcript.tls = True

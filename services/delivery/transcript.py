@@ -30,6 +30,13 @@ class Transcript:
     data_reply: SmtpReply | None = None
     tls: bool = False
     tls_fallback: bool = False  # STARTTLS failed and we went on in plaintext
+    reused: bool = False  # carried over a cached session (after RSET)
+
+    @property
+    def reusable(self) -> bool:
+        """Did the session end in a state fit for the next transaction (after RSET)?"""
+        replies = [*self.rcpt.values(), *([self.data_reply] if self.data_reply else [])]
+        return not self.error and self.reply is None and all(r.code != 421 for r in replies)
 
     @property
     def connected(self) -> bool:

@@ -33,12 +33,20 @@ from services.delivery.outcome import (
 )
 from services.delivery.relay import Relay, RelayReport
 from services.delivery.replies import local_result
+from services.delivery.throttle import DestinationLimiter
 
 log = logging.getLogger(__name__)
 
 UNSAFE_MAILBOX = "5.1.3"
 LOCAL_TROUBLE = "4.3.0"
 OLDEST_WINDOW = 60.0
+
+
+@dataclass(frozen=True)
+class Throttle:
+    limiter: DestinationLimiter
+    queue: str  # PREFIX.throttle.<ttl>
+    smarthost: str = ""  # with a smarthost every relay job shares one destination
 
 
 @dataclass(frozen=True)
@@ -56,7 +64,9 @@ class DeliveryWorker:
         policy: RetryPolicy,
         metrics: DeliveryMetrics,
         clock: Callable[[], float] = time.time,
+        throttle: Throttle | None = None,
     ) -> None:
+        self._throttle = throttle
         self._broker = broker
         self._relay = relay
         self._maildir = maildir
@@ -80,11 +90,50 @@ class DeliveryWorker:
             self._metrics.jobs.labels(result="rejected").inc()
             await message.reject(requeue=False)
             return
+        destination = self._destination(job)
+        if destination and self._throttle is not None:
+            refusal = self._throttle.limiter.acquire(destination, time.monotonic())
+            if refusal is not None:
+                await self._hold_back(job, message, refusal)
+                return
         self._metrics.in_flight.inc()
         try:
             await self._handle(job, message)
         finally:
             self._metrics.in_flight.dec()
+            if destination and self._throttle is not None:
+                self._throttle.limiter.release(destination)
+
+    def _destination(self, job: DeliveryJob) -> str:
+        """What the per-destination limits count: the smarthost, or the domain."""
+        if job.route != "relay":
+            return ""
+        if self._throttle is not None and self._throttle.smarthost:
+            return self._throttle.smarthost
+        return job.domain
+
+    async def _hold_back(
+        self, job: DeliveryJob, message: AbstractIncomingMessage, reason: str
+    ) -> None:
+        """Over a destination's limit: wait in the throttle queue, unchanged, no attempt."""
+        assert self._throttle is not None
+        try:
+            await self._broker.publish(
+                self._throttle.queue,
+                message.body,
+                job,
+                message_id=message.message_id or f"{job.queue_id}.throttled",
+            )
+        except BrokerUnavailable:
+            with contextlib.suppress(Exception):
+                await message.nack(requeue=True)
+            return
+        await message.ack()
+        self._metrics.throttled.labels(reason=reason).inc()
+        log.debug(
+            "throttled",
+            extra={"event": "throttled", "queue_id": job.queue_id, "reason": reason},
+        )
 
     async def _handle(self, job: DeliveryJob, message: AbstractIncomingMessage) -> None:
         started_wall = self._clock()

@@ -27,6 +27,7 @@ import itertools
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -50,6 +51,7 @@ class ReceivedMessage:
     tls: bool
     auth_user: str | None
     mail_options: list[str]
+    received_at: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -97,11 +99,15 @@ class MxServer:
         self.connections = 0
         self.greetings_421 = 0
         self.data_delay = 0.0
+        self.resets = 0  # RSET commands (a client reusing its session)
+        self.data_in_progress = 0
+        self.max_parallel_data = 0  # most DATA phases at once: the client's concurrency
         self.data_started = threading.Event()
         self._rules: list[_Rule] = []
         self._greet_421: list[str] = []
         self._cond = threading.Condition()
         self._listening = True
+        self._silent = False
         self._server: asyncio.Server | None = None
         self._placeholder: socket.socket | None = None
 
@@ -127,6 +133,10 @@ class MxServer:
     def greet_421(self, times: int = 1, reply: str = "421 4.3.2 Service not available") -> None:
         with self._cond:
             self._greet_421.extend([reply] * times)
+
+    def silent(self, enabled: bool = True) -> None:
+        """Accept connections but never send a greeting (the client's timeout runs out)."""
+        self._silent = enabled
 
     def clear_script(self) -> None:
         with self._cond:
@@ -216,8 +226,15 @@ class MxServer:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         txn = getattr(envelope, "staffetta_txn", 0)
         self.data_started.set()
-        if self.data_delay:
-            await asyncio.sleep(self.data_delay)
+        with self._cond:
+            self.data_in_progress += 1
+            self.max_parallel_data = max(self.max_parallel_data, self.data_in_progress)
+        try:
+            if self.data_delay:
+                await asyncio.sleep(self.data_delay)
+        finally:
+            with self._cond:
+                self.data_in_progress -= 1
         scripted = self._scripted("data", txn, "")
         if scripted:
             return scripted
@@ -242,11 +259,18 @@ class MxServer:
         self.fleet._notify()
         return "250 2.0.0 Ok: queued"
 
+    async def handle_RSET(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        with self._cond:
+            self.resets += 1
+        return "250 2.0.0 Ok"
+
     # Sockets.
 
     def _protocol(self) -> asyncio.BaseProtocol:
         with self._cond:
             self.connections += 1
+            if self._silent:
+                return asyncio.Protocol()
             if self._greet_421:
                 self.greetings_421 += 1
                 return _Greeting421(self._greet_421.pop(0))
