@@ -45,10 +45,17 @@ install_checkov() {
   if [[ -x "$venv/bin/checkov" ]] && [[ "$(cat "$venv/.installed" 2>/dev/null)" == "$CHECKOV_VERSION" ]]; then
     return
   fi
-  command -v uv >/dev/null || { echo "helm-tools: uv is needed to install checkov" >&2; exit 1; }
+  local uv
+  uv="$(command -v uv || true)"
+  if [[ -z "$uv" && -x "$TOOLS/uv/bin/uv" ]]; then uv="$TOOLS/uv/bin/uv"; fi  # the Makefile's
   rm -rf "$venv"
-  uv venv --quiet --python 3.11 "$venv"
-  uv pip install --quiet --python "$venv/bin/python" "checkov==$CHECKOV_VERSION"
+  if [[ -n "$uv" ]]; then
+    "$uv" venv --quiet --python 3.11 "$venv"
+    "$uv" pip install --quiet --python "$venv/bin/python" "checkov==$CHECKOV_VERSION"
+  else
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet "checkov==$CHECKOV_VERSION"
+  fi
   "$venv/bin/checkov" --version >/dev/null
   echo "$CHECKOV_VERSION" >"$venv/.installed"
 }
