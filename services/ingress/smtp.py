@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import collections
 import contextlib
 import logging
 import time
@@ -67,6 +68,11 @@ class IngressSMTP(SMTP):
             timeout=context.idle_timeout,
             auth_require_tls=False,  # checked here: implicit TLS counts too
             loop=asyncio.get_running_loop(),
+        )
+        # aiosmtpd keeps these limits in a dict shared by every instance (and grows
+        # MAIL's on each EHLO): give each connection its own.
+        self.command_size_limits: dict[str, int] = collections.defaultdict(
+            lambda: SMTP.command_size_limit
         )
         self.context: IngressContext = context
         self.port_kind: PortKind = port
@@ -128,6 +134,13 @@ class IngressSMTP(SMTP):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         self.context.connections.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        # The idle timeout counts silence, not command gaps: a long DATA transfer
+        # that keeps sending bytes is not idle.
+        if self._timeout_handle is not None:
+            self._reset_timeout()
+        super().data_received(data)
 
     def connection_lost(self, error: Exception | None) -> None:
         self.context.connections.discard(self)
@@ -292,6 +305,8 @@ class IngressSMTP(SMTP):
         user = self.authenticated_user
         if self.port_kind != "smtp" and not user:
             return replies.AUTH_REQUIRED
+        if not self.context.broker.ready:
+            return replies.BROKER_DOWN  # say so now, before the client sends the message
         limits = self.context.sending_limits
         if user and limits.enabled:
             usage = await self.context.usage.usage(user, time.time())
@@ -314,6 +329,7 @@ class IngressSMTP(SMTP):
 
     async def smtp_EHLO(self, hostname: str) -> None:
         self.end_transaction(accepted=False)
+        self.command_size_limits.pop("MAIL", None)  # EHLO adds the SIZE/SMTPUTF8 room again
         self._in_ehlo = bool(hostname)
         try:
             await super().smtp_EHLO(hostname)

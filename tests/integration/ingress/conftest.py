@@ -119,9 +119,19 @@ async def incoming(amqp_channel: aio_pika.abc.AbstractChannel, prefix: str) -> I
 
 
 @pytest.fixture
-async def start_ingress(
-    prefix: str, tmp_path: Path, amqp_channel: aio_pika.abc.AbstractChannel
-) -> AsyncIterator[StartIngress]:
+async def delete_queues(
+    prefix: str, amqp_channel: aio_pika.abc.AbstractChannel
+) -> AsyncIterator[None]:
+    """Delete every queue of this test's prefix afterwards."""
+    yield
+    for spec in Topology(prefix, (1.0, 2.0)).queues():
+        with contextlib.suppress(Exception):
+            queue = await amqp_channel.get_queue(spec.name, ensure=False)
+            await queue.delete(if_unused=False, if_empty=False)
+
+
+@pytest.fixture
+async def start_ingress(prefix: str, delete_queues: None) -> AsyncIterator[StartIngress]:
     """Start an ingress with ``STAFFETTA_*`` overrides (lower-case names without prefix)."""
     started: list[IngressService] = []
 
@@ -150,11 +160,6 @@ async def start_ingress(
     yield start
     for service in started:
         await service.stop()
-    topology = Topology(prefix, (1.0, 2.0))
-    for spec in topology.queues():
-        with contextlib.suppress(Exception):
-            queue = await amqp_channel.get_queue(spec.name, ensure=False)
-            await queue.delete(if_unused=False, if_empty=False)
 
 
 @dataclass

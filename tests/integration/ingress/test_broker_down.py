@@ -56,3 +56,21 @@ async def test_451_when_the_broker_goes_away_during_the_transaction(
         assert ingress.metric("staffetta_ingress_messages_total", result="accepted") == 0
     finally:
         await proxy.close()
+
+
+async def test_451_at_mail_while_the_broker_is_gone(
+    start_ingress: StartIngress, incoming: Incoming
+) -> None:
+    proxy = await TcpProxy(5672).start()
+    try:
+        ingress = await start_ingress(amqp_url=AMQP_URL.replace(":5672/", f":{proxy.port}/"))
+        client = await RawSMTP.connect(ingress.smtp_port)
+        assert (await client.reply()).startswith("220 ")
+        await client.command("EHLO c.test")
+        await proxy.close()
+        assert await until(lambda: not ingress.service.is_ready())
+        assert (await client.command("MAIL FROM:<a@s.test>")).startswith("451 4.3.0 ")
+        await client.close()
+        assert await incoming.count() == 0
+    finally:
+        await proxy.close()

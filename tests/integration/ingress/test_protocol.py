@@ -107,6 +107,26 @@ async def test_idle_sessions_time_out(start_ingress: StartIngress) -> None:
     await client.close()
 
 
+async def test_a_slow_but_steady_data_transfer_is_not_idle(
+    start_ingress: StartIngress, incoming: Incoming
+) -> None:
+    ingress = await start_ingress(smtp_idle_timeout="1s")
+    client = await RawSMTP.connect(ingress.smtp_port)
+    await client.reply()
+    await client.command("EHLO c.test")
+    await client.command("MAIL FROM:<a@s.test>")
+    await client.command("RCPT TO:<b@local.test>")
+    assert (await client.command("DATA")).startswith("354")
+    await client.send(b"Subject: slow\r\n\r\n")
+    for number in range(5):  # 2 s in all, never 1 s of silence
+        await asyncio.sleep(0.4)
+        await client.send(f"line {number}\r\n".encode())
+    await client.send(b".\r\n")
+    assert (await client.reply()).startswith("250 2.0.0 ")
+    await client.close()
+    assert (await incoming.get()).body.endswith(b"line 4\r\n")
+
+
 async def test_stop_lets_the_open_transaction_finish(
     start_ingress: StartIngress, incoming: Incoming
 ) -> None:
