@@ -23,6 +23,8 @@ from services.delivery.mx import (
     Records,
 )
 
+CACHE_SIZE = 10000
+
 
 class DnsResolver:
     def __init__(self, nameservers: list[ListenAddress], timeout: float) -> None:
@@ -34,6 +36,8 @@ class DnsResolver:
         resolver.lifetime = timeout
         resolver.timeout = max(timeout / 2, 0.5)
         resolver.search = []
+        # Answers are kept for their TTL: a burst of mail to one domain asks once.
+        resolver.cache = dns.resolver.LRUCache(CACHE_SIZE)
         self._resolver = resolver
 
     async def query(self, name: str, rdtype: str) -> Answer:

@@ -126,6 +126,7 @@ class DeliveryService:
             with contextlib.suppress(Exception):
                 ready, _ = await self.broker.queue_depth(self.broker.topology.parked)
                 self.metrics.parked.set(ready)
+            self.worker.refresh_gauges()
             await asyncio.sleep(PARKED_POLL_INTERVAL)  # a module global, so tests can shorten it
 
     async def stop(self) -> None:

@@ -21,6 +21,8 @@ from services.delivery.connections import Connection, ConnectionPool, PoolKey
 from services.delivery.replies import SmtpReply
 from services.delivery.transcript import Transcript
 
+NO_SMTPUTF8 = "5.6.7"
+
 TlsMode = Literal["opportunistic", "starttls", "implicit", "none"]
 
 
@@ -258,6 +260,11 @@ async def _transaction(
 ) -> bool:
     """MAIL, one RCPT per recipient, DATA when any recipient was accepted."""
     encoding = _encoding(client)
+    addresses = (envelope.sender, *envelope.recipients)
+    if encoding == "ascii" and not all(address.isascii() for address in addresses):
+        # RFC 6531 3.4: an internationalised address needs SMTPUTF8 all the way.
+        transcript.refused_here = NO_SMTPUTF8
+        return True
     progress.phase = "mail"
     options = _mail_options(client, envelope.sender, envelope.recipients, envelope.body)
     await client.mail(envelope.sender, options=options, encoding=encoding)

@@ -31,6 +31,7 @@ class Transcript:
     tls: bool = False
     tls_fallback: bool = False  # STARTTLS failed and we went on in plaintext
     reused: bool = False  # carried over a cached session (after RSET)
+    refused_here: str = ""  # a status we decided on without asking (e.g. 5.6.7, no SMTPUTF8)
 
     @property
     def reusable(self) -> bool:
@@ -64,6 +65,9 @@ def _deferred_all(recipients: Sequence[str], status: str, mta: str) -> dict[str,
 def judge(transcript: Transcript, recipients: Sequence[str]) -> HostVerdict:
     """Per-recipient results of one session, and whether to try the next host."""
     mta = transcript.remote_mta
+    if transcript.refused_here:
+        refused = {r: local_result(r, transcript.refused_here, mta) for r in recipients}
+        return HostVerdict(refused, try_next=not transcript.refused_here.startswith("5"))
     if transcript.reply is not None and not transcript.reply.is_positive:
         return _session_reply(transcript.reply, transcript.reply_phase, recipients, mta)
     if not transcript.rcpt:

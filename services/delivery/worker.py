@@ -242,6 +242,10 @@ class DeliveryWorker:
         metrics.jobs.labels(result="retried" if outcome.retry else "done").inc()
         self._log(job, outcome, note)
 
+    def refresh_gauges(self) -> None:
+        """Age out the oldest-deferred gauge when no deferral happens for a while."""
+        self._update_oldest(self._clock())
+
     def _update_oldest(self, now: float) -> None:
         while self._deferrals and self._deferrals[0][0] < now - OLDEST_WINDOW:
             self._deferrals.popleft()

@@ -43,7 +43,7 @@ class ReceivedMessage:
     """One message accepted by a fake MX (data as received, dot-unstuffed)."""
 
     host: str
-    sender: str
+    sender: str  # "" for the null reverse-path <>
     recipients: list[str]
     data: bytes
     peer: tuple[str, int]
@@ -244,7 +244,7 @@ class MxServer:
         auth = session.auth_data if session.authenticated else None
         message = ReceivedMessage(
             host=self.host,
-            sender=envelope.mail_from or "",
+            sender="" if envelope.mail_from in (None, "<>") else envelope.mail_from,
             recipients=list(envelope.rcpt_tos),
             data=data,
             peer=tuple(session.peer or ("", 0)),  # type: ignore[arg-type]
@@ -349,6 +349,7 @@ class MxServers:
         users: dict[str, str] | None = None,
         require_auth: bool = False,
         auth_require_tls: bool | None = None,
+        smtputf8: bool = True,
     ) -> None:
         """``tls_context`` offers STARTTLS; ``implicit_tls_context`` wraps every connection.
 
@@ -365,6 +366,7 @@ class MxServers:
         self.implicit_tls_context = implicit_tls_context
         self.users = users
         self.require_auth = require_auth
+        self.smtputf8 = smtputf8
         self.auth_require_tls = (
             tls_context is not None if auth_require_tls is None else (auth_require_tls)
         )
@@ -424,7 +426,7 @@ class MxServers:
             hostname=server.hostname,
             tls_context=self.tls_context,
             auth_require_tls=self.auth_require_tls,
-            enable_SMTPUTF8=True,
+            enable_SMTPUTF8=self.smtputf8,
             loop=self._loop,
             **options,
         )

@@ -184,11 +184,14 @@ async def test_mail_loops_fail_with_5_4_6(
     assert mx.connections == 0
 
 
-async def test_null_sender_failures_are_not_bounced(
+async def test_null_sender_is_relayed_and_its_failures_are_not_bounced(
     start_delivery: StartDelivery, mx: MxServers
 ) -> None:
     mx[0].reply_rcpt("nobody@example.test", "550 5.1.1 no such user")
     delivery = await start_delivery()
+    await delivery.submit(delivery.job(["someone@example.test"], sender=""))
+    [received] = await mx[0].messages_received(1)
+    assert (received.sender, received.recipients) == ("", ["someone@example.test"])
     await delivery.submit(delivery.job(["nobody@example.test"], sender=""))
     await wait_for(
         lambda: (
@@ -199,3 +202,23 @@ async def test_null_sender_failures_are_not_bounced(
         "the failure",
     )
     assert delivery.bounces.empty()
+
+
+@pytest.mark.parametrize("smtputf8", [True, False])
+async def test_internationalised_addresses_need_smtputf8(
+    start_delivery: StartDelivery, smtputf8: bool
+) -> None:
+    with MxServers(count=1, smtputf8=smtputf8) as fleet:
+        delivery = await start_delivery(REMOTE_SMTP_PORT=str(fleet.port))
+        await delivery.submit(delivery.job(["jürgen@example.test"], sender="ça@src.test"))
+        if smtputf8:
+            [received] = await fleet[0].messages_received(1)
+            assert (received.sender, received.recipients) == (
+                "ça@src.test",
+                ["jürgen@example.test"],
+            )
+            assert "SMTPUTF8" in received.mail_options
+        else:
+            bounce, _ = await delivery.next_bounce()
+            assert [(r.status, r.diagnostic) for r in bounce.results] == [("5.6.7", "")]
+            assert fleet[0].messages == []

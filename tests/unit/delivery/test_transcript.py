@@ -88,3 +88,18 @@ def test_permanent_data_failure_fails_accepted() -> None:
     verdict = judge(transcript, RCPTS)
     assert not verdict.try_next
     assert verdict.of("failed") == RCPTS
+
+
+def test_refused_here_fails_without_a_remote_diagnostic() -> None:
+    verdict = judge(Transcript(MTA, refused_here="5.6.7"), RCPTS)
+    assert not verdict.try_next
+    assert {(r.action, r.status, r.diagnostic) for r in verdict.results.values()} == {
+        ("failed", "5.6.7", "")
+    }
+
+
+def test_reusable_only_after_a_clean_end() -> None:
+    assert Transcript(MTA, rcpt={"a@d.test": _ok()}, data_reply=_ok()).reusable
+    assert not Transcript(MTA, error="lost", error_phase="data").reusable
+    assert not Transcript(MTA, rcpt={"a@d.test": SmtpReply(421, "4.3.2 bye")}).reusable
+    assert not Transcript(MTA, reply=SmtpReply(554, "no"), reply_phase="greeting").reusable
