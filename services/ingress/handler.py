@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from services.common.addressing import RecipientDirectory
+from services.common.addressing import RecipientDirectory, normalize_address
 from services.common.amqp import Broker, BrokerUnavailable
 from services.common.envelope import AcceptedMessage, new_queue_id
 from services.ingress import message, policy, replies
@@ -130,10 +130,22 @@ class IngressHandler:
             len(envelope.rcpt_tos),
             self.context.limits,
         )
-        if reply.ok:
+        duplicate = normalize_address(address) in {
+            normalize_address(known) for known in envelope.rcpt_tos
+        }
+        if reply.ok and not duplicate:  # like Postfix's cleanup: one copy per recipient
             envelope.rcpt_tos.append(address)
             envelope.rcpt_options.extend(options)
         return self._reject("rcpt", reply)
+
+    async def handle_exception(self, error: Exception) -> str:
+        """A bug must not look like a permanent refusal: log it, answer 451."""
+        log.error(
+            "SMTP session error",
+            exc_info=(type(error), error, error.__traceback__),
+            extra={"event": "session_error"},
+        )
+        return str(replies.LOCAL_ERROR)
 
     async def handle_DATA(self, server: IngressSMTP, session: Any, envelope: Any) -> str:
         reply = await self._queue(server, session, envelope)

@@ -223,3 +223,43 @@ async def test_helo_is_recorded(
     assert queued.envelope.helo == "my.helo.test"
     protocol = b"ESMTP" if command == "EHLO" else b"SMTP"
     assert b" with " + protocol + b" id " in queued.body
+
+
+async def test_duplicate_recipients_are_queued_once(
+    start_ingress: StartIngress, incoming: Incoming
+) -> None:
+    ingress = await start_ingress()
+    client = await RawSMTP.connect(ingress.smtp_port)
+    await client.reply()
+    await client.command("EHLO c.test")
+    recipients = ["b@local.test", "b@local.test", "B@Local.Test", "c@local.test"]
+    answers = await transaction(client, "a@s.test", recipients, b"Subject: d\r\n\r\n")
+    await client.close()
+    assert all(answer.startswith("250 2.1.5 ") for answer in answers[1:5]), answers
+    assert QUEUED.match(answers[-1])
+    assert (await incoming.get()).envelope.recipients == ["b@local.test", "c@local.test"]
+
+
+async def test_concurrent_sessions_each_get_their_own_message(
+    start_ingress: StartIngress, incoming: Incoming
+) -> None:
+    ingress = await start_ingress()
+
+    async def send(number: int) -> str:
+        async with aiosmtplib.SMTP(hostname="127.0.0.1", port=ingress.smtp_port) as smtp:
+            _, reply = await smtp.sendmail(
+                f"s{number}@sender.test",
+                [f"r{number}@local.test"],
+                f"Subject: {number}\r\n\r\nbody {number}\r\n".encode(),
+            )
+        return reply
+
+    replies = await asyncio.gather(*(send(number) for number in range(20)))
+    assert len({reply.rsplit(" ", 1)[-1] for reply in replies}) == 20  # distinct queue ids
+    for _ in range(20):
+        queued = await incoming.get()
+        number = queued.envelope.sender[1:].split("@")[0]
+        assert queued.envelope.recipients == [f"r{number}@local.test"]
+        assert queued.body.endswith(f"Subject: {number}\r\n\r\nbody {number}\r\n".encode())
+    assert ingress.metric("staffetta_ingress_messages_total", result="accepted") == 20
+    assert ingress.metric("staffetta_ingress_active_sessions") == 0
