@@ -123,7 +123,8 @@ def test_production_scenario() -> None:
     assert kinds["PrometheusRule"] == {RELEASE}
     dashboards = manifests.get("ConfigMap", name("dashboards"))
     assert dashboards["metadata"]["labels"]["grafana_dashboard"] == "1"
-    assert "staffetta-overview.json" in dashboards["data"]
+    shipped = {path.name for path in (CHART / "files" / "dashboards").glob("*.json")}
+    assert set(dashboards["data"]) == shipped != set()
     assert kinds["NetworkPolicy"] == {name(c) for c in COMPONENTS}
     claim = manifests.get("PersistentVolumeClaim", name("maildir"))
     assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
