@@ -11,6 +11,7 @@ import pytest
 import trustme
 
 from tests.integration.delivery.conftest import BODY, StartDelivery, wait_for
+from tests.support.dns_server import DnsServer
 from tests.support.mx_server import MxServers
 
 pytestmark = pytest.mark.broker
@@ -111,23 +112,47 @@ async def test_smarthost_with_auth_in_clear(
         assert not received.tls
 
 
-async def test_smarthost_with_starttls_and_a_verified_certificate(
-    start_delivery: StartDelivery, tmp_path: Path, ca: trustme.CA, trusted_ca: None
+@pytest.mark.parametrize("mode", ["starttls", "implicit"])
+async def test_smarthost_by_name_with_tls_and_a_verified_certificate(
+    start_delivery: StartDelivery,
+    tmp_path: Path,
+    ca: trustme.CA,
+    trusted_ca: None,
+    dns_server: DnsServer,
+    mode: str,
 ) -> None:
-    context = _server_context(ca, "127.0.0.4")
+    dns_server.add_a("relay.isp.test", "127.0.0.4")
+    context = _server_context(ca, "relay.isp.test")
+    tls = {"implicit_tls_context": context} if mode == "implicit" else {"tls_context": context}
     with MxServers(
-        count=1, first_address=4, tls_context=context, users={"relay": "s3cret"}, require_auth=True
+        count=1, first_address=4, users={"relay": "s3cret"}, require_auth=True, **tls
     ) as sh:
         delivery = await start_delivery(
-            SMARTHOST=f"127.0.0.4:{sh.port}",
+            SMARTHOST=f"relay.isp.test:{sh.port}",
             SMARTHOST_USERNAME="relay",
             SMARTHOST_PASSWORD_FILE=_password(tmp_path, "s3cret"),
-            SMARTHOST_TLS="starttls",
+            SMARTHOST_TLS=mode,
         )
         await delivery.submit(delivery.job(["a@anywhere.test"], domain="anywhere.test"))
         [received] = await sh[0].messages_received(1)
         assert received.tls
         assert received.auth_user == "relay"
+
+
+async def test_smarthost_certificate_for_another_name_defers(
+    start_delivery: StartDelivery, tmp_path: Path, ca: trustme.CA, trusted_ca: None
+) -> None:
+    context = _server_context(ca, "someone-else.test")
+    with MxServers(count=1, first_address=4, tls_context=context) as sh:
+        delivery = await start_delivery(SMARTHOST=f"127.0.0.4:{sh.port}", SMARTHOST_TLS="starttls")
+        await delivery.submit(delivery.job(["a@anywhere.test"], domain="anywhere.test"))
+        await wait_for(
+            lambda: delivery.metric("staffetta_delivery_retries_total", attempt="1") == 1,
+            10,
+            "a deferral",
+        )
+        assert sh[0].messages == []
+        assert delivery.bounces.empty()
 
 
 async def test_smarthost_refusing_our_password_defers(
