@@ -118,9 +118,25 @@ class AuthGuard:
             return False
         return True
 
+    SWEEP_ABOVE = 4096  # addresses tracked before forgetting the stale ones
+
+    def _sweep(self, now: float) -> None:
+        """Forget addresses whose failures are all out of the window, and ended lockouts."""
+        horizon = now - self.settings.window
+        for address in [a for a, times in self._failures.items() if times[-1] < horizon]:
+            del self._failures[address]
+        for address in [a for a, until in self._locked_until.items() if until <= now]:
+            del self._locked_until[address]
+
+    @property
+    def tracked(self) -> int:
+        return len(self._failures) + len(self._locked_until)
+
     def failure(self, address: str) -> float:
         """Record a failure; returns how long to wait before answering."""
         now = self._now()
+        if self.tracked > self.SWEEP_ABOVE:
+            self._sweep(now)
         recent = self._failures.setdefault(address, deque())
         recent.append(now)
         while recent and recent[0] < now - self.settings.window:

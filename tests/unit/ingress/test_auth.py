@@ -85,3 +85,14 @@ def test_server_context_is_tls12_or_newer(tmp_path: Path) -> None:
     context = server_context(cert_file, key_file)
     assert context.minimum_version == ssl.TLSVersion.TLSv1_2
     assert context.verify_mode == ssl.CERT_NONE
+
+
+def test_guard_forgets_stale_addresses() -> None:
+    clock = [0.0]
+    guard = AuthGuard(GuardSettings(max_failures=5, window=10, lockout=10), now=lambda: clock[0])
+    for number in range(AuthGuard.SWEEP_ABOVE + 1):
+        guard.failure(f"192.0.2.{number}")
+    assert guard.tracked == AuthGuard.SWEEP_ABOVE + 1
+    clock[0] += 11
+    guard.failure("198.51.100.1")
+    assert guard.tracked == 1
