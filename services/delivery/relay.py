@@ -11,7 +11,7 @@ import asyncio
 import ipaddress
 import random
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from services.common.envelope import DeliveryJob, RecipientResult
 from services.common.settings import ListenAddress
@@ -33,7 +33,7 @@ from services.delivery.mx import (
 from services.delivery.outcome import MAIL_LOOP
 from services.delivery.replies import local_result
 from services.delivery.smtp_client import ClientConfig, Target, send
-from services.delivery.transcript import Transcript, judge
+from services.delivery.transcript import HostVerdict, Transcript, judge
 
 Sender = Callable[
     [Target, str, Sequence[str], bytes, ClientConfig, ConnectionPool | None], Awaitable[Transcript]
@@ -53,6 +53,25 @@ class RelayReport:
     results: list[RecipientResult]
     note: str = ""  # why no host was tried, for the logs
     sessions: int = 0
+
+
+MAX_TRANSACTIONS_PER_HOST = 100
+
+
+@dataclass
+class _Merged:
+    """Results over all hosts tried: final ones win over the latest deferral."""
+
+    final: dict[str, RecipientResult] = field(default_factory=dict)
+    latest: dict[str, RecipientResult] = field(default_factory=dict)
+    sessions: int = 0
+
+    def add(self, verdict: HostVerdict) -> None:
+        for recipient, result in verdict.results.items():
+            if result.action in ("delivered", "failed"):
+                self.final[recipient] = result
+            else:
+                self.latest[recipient] = result
 
 
 def _is_ip(text: str) -> bool:
@@ -86,27 +105,42 @@ class Relay:
         if isinstance(found, Undeliverable):
             results = [local_result(r, found.status) for r in job.recipients]
             return RelayReport(results, note=found.reason)
-        final: dict[str, RecipientResult] = {}
-        latest: dict[str, RecipientResult] = {}
+        merged = _Merged()
         pending = list(job.recipients)
-        sessions = 0
         for target in found:
-            transcript = await self._send(
-                target, job.sender, pending, body, self._config.client, self.pool
-            )
-            sessions += 1
-            self._count(transcript)
-            verdict = judge(transcript, pending)
-            for recipient, result in verdict.results.items():
-                if result.action in ("delivered", "failed"):
-                    final[recipient] = result
-                else:
-                    latest[recipient] = result
-            pending = [r for r in pending if r not in final]
-            if not pending or not verdict.try_next:
+            try_next = await self._deliver_to(target, job, body, pending, merged)
+            pending = [r for r in pending if r not in merged.final]
+            if not pending or not try_next:
                 break
-        results = [final.get(r) or latest[r] for r in job.recipients]
-        return RelayReport(results, sessions=sessions)
+        results = [merged.final.get(r) or merged.latest[r] for r in job.recipients]
+        return RelayReport(results, sessions=merged.sessions)
+
+    async def _deliver_to(
+        self, target: Target, job: DeliveryJob, body: bytes, pending: list[str], merged: _Merged
+    ) -> bool:
+        """Transactions with one host; True when the next host should be tried.
+
+        A server that takes fewer recipients per message answers the rest with
+        452 (RFC 5321 4.5.3.1.10): they go in another transaction right away.
+        """
+        batch = pending
+        for _ in range(MAX_TRANSACTIONS_PER_HOST):
+            transcript = await self._send(
+                target, job.sender, batch, body, self._config.client, self.pool
+            )
+            merged.sessions += 1
+            self._count(transcript)
+            verdict = judge(transcript, batch)
+            merged.add(verdict)
+            overflow = [
+                r
+                for r in batch
+                if r not in merged.final and getattr(transcript.rcpt.get(r), "code", 0) == 452
+            ]
+            if not overflow or not verdict.of("delivered"):
+                return verdict.try_next
+            batch = overflow
+        return False
 
     async def targets(self, domain: str) -> list[Target] | Undeliverable:
         """The (host, address) pairs to try in order, or why there are none."""

@@ -100,6 +100,7 @@ class MxServer:
         self.greetings_421 = 0
         self.data_delay = 0.0
         self.resets = 0  # RSET commands (a client reusing its session)
+        self.max_recipients: int | None = None  # past it: 452 4.5.3 (per transaction)
         self.data_in_progress = 0
         self.max_parallel_data = 0  # most DATA phases at once: the client's concurrency
         self.data_started = threading.Event()
@@ -219,6 +220,8 @@ class MxServer:
         scripted = self._scripted("rcpt", txn, address, address)
         if scripted:
             return scripted
+        if self.max_recipients is not None and len(envelope.rcpt_tos) >= self.max_recipients:
+            return "452 4.5.3 Too many recipients"
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         return "250 2.1.5 Ok"

@@ -222,3 +222,25 @@ async def test_internationalised_addresses_need_smtputf8(
             bounce, _ = await delivery.next_bounce()
             assert [(r.status, r.diagnostic) for r in bounce.results] == [("5.6.7", "")]
             assert fleet[0].messages == []
+
+
+async def test_recipients_past_the_servers_limit_go_in_another_transaction(
+    start_delivery: StartDelivery, mx: MxServers
+) -> None:
+    mx[0].max_recipients = 2
+    delivery = await start_delivery()
+    recipients = [f"r{index}@example.test" for index in range(5)]
+    await delivery.submit(delivery.job(recipients))
+    received = await mx[0].messages_received(3)
+    assert [m.recipients for m in received] == [recipients[:2], recipients[2:4], recipients[4:]]
+    assert mx[0].connections == 1
+    assert mx[1].messages == []
+    await wait_for(
+        lambda: (
+            delivery.metric("staffetta_delivery_attempts_total", route="relay", result="delivered")
+            == 5
+        ),
+        5,
+        "five delivered",
+    )
+    assert delivery.metric("staffetta_delivery_retries_total", attempt="1") == 0
