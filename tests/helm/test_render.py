@@ -125,7 +125,18 @@ def test_production_scenario() -> None:
     assert dashboards["metadata"]["labels"]["grafana_dashboard"] == "1"
     shipped = {path.name for path in (CHART / "files" / "dashboards").glob("*.json")}
     assert set(dashboards["data"]) == shipped != set()
-    assert kinds["NetworkPolicy"] == {name(c) for c in COMPONENTS}
+    assert kinds["NetworkPolicy"] == {name(c) for c in (*COMPONENTS, "rabbitmq")}
+    broker = manifests.get("NetworkPolicy", name("rabbitmq"))["spec"]
+    assert broker["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": name("rabbitmq")}}
+    amqp = [
+        rule
+        for rule in broker["ingress"]
+        if rule.get("ports") == [{"port": 5672, "protocol": "TCP"}]
+    ]
+    clients = amqp[0]["from"][0]["podSelector"]["matchExpressions"]
+    assert {"key": "app.kubernetes.io/component", "operator": "In", "values": list(COMPONENTS)} in (
+        clients
+    )
     claim = manifests.get("PersistentVolumeClaim", name("maildir"))
     assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
     image = manifests.container("router")["image"]
@@ -330,3 +341,20 @@ def test_secret_files_are_not_world_readable() -> None:
         assert secrets
         assert all(secret["defaultMode"] == 0o440 for secret in secrets)
         assert pod["securityContext"]["fsGroup"] == 10001
+
+
+def test_standalone_broker_accepts_amqp_only_from_our_services() -> None:
+    manifests = render("minimal", "--set", "networkPolicy.enabled=true")
+    policy = manifests.get("NetworkPolicy", name("rabbitmq"))
+    kubernetes_validate.validate(policy, KUBERNETES_VERSION, strict=True)
+    rules = {rule["ports"][0]["port"]: rule["from"] for rule in policy["spec"]["ingress"]}
+    assert set(rules) == {"amqp", "prometheus"}
+    expressions = rules["amqp"][0]["podSelector"]["matchExpressions"]
+    assert {"key": "app.kubernetes.io/instance", "operator": "In", "values": [RELEASE]} in (
+        expressions
+    )
+    assert policy["spec"]["egress"] == []
+    router = manifests.get("NetworkPolicy", name("router"))["spec"]["egress"]
+    to_broker = [rule for rule in router if rule["ports"] == [{"port": 5672, "protocol": "TCP"}]]
+    selector = to_broker[0]["to"][0]["podSelector"]["matchLabels"]
+    assert selector["app.kubernetes.io/component"] == "rabbitmq"
