@@ -13,11 +13,12 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from services.common.addressing import RecipientDirectory, normalize_address
+from services.common.addressing import normalize_address
 from services.common.amqp import Broker, BrokerUnavailable
 from services.common.envelope import AcceptedMessage, new_queue_id
 from services.ingress import message, policy, replies
 from services.ingress.auth import AuthGuard, GuardSettings, UserDirectory
+from services.ingress.directory import ReloadingDirectory
 from services.ingress.metrics import IngressMetrics
 from services.ingress.quota import SendingLimits
 from services.ingress.replies import Reply
@@ -36,7 +37,7 @@ class IngressContext:
 
     hostname: str
     broker: Broker
-    directory: RecipientDirectory
+    directory: ReloadingDirectory
     limits: policy.Limits
     trusted_networks: tuple[policy.IPNetwork, ...]
     metrics: IngressMetrics
@@ -126,7 +127,7 @@ class IngressHandler:
         reply = policy.check_recipient(
             server.client(),
             address,
-            self.context.directory,
+            self.context.directory.current(),
             len(envelope.rcpt_tos),
             self.context.limits,
         )

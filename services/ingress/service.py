@@ -10,11 +10,11 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
 
-from services.common.addressing import RecipientDirectory
 from services.common.amqp import Broker
 from services.common.settings import ListenAddress, Settings
 from services.common.topology import Topology
 from services.ingress.auth import AuthGuard, GuardSettings, UserDirectory
+from services.ingress.directory import ReloadingDirectory
 from services.ingress.handler import IngressContext, IngressHandler
 from services.ingress.metrics import IngressMetrics
 from services.ingress.policy import Limits, PortKind, parse_networks
@@ -65,7 +65,7 @@ class IngressService:
         self.context = IngressContext(
             hostname=settings.hostname,
             broker=self.broker,
-            directory=RecipientDirectory.load(
+            directory=ReloadingDirectory(
                 settings.local_domains, settings.local_recipients_file, settings.aliases_file
             ),
             limits=Limits(settings.max_message_size, settings.max_recipients),
