@@ -74,6 +74,15 @@ class _Merged:
                 self.latest[recipient] = result
 
 
+def address_literal(domain: str) -> str | None:
+    """The IP of an address-literal domain (``[192.0.2.1]``, ``[IPv6:2001:db8::1]``)."""
+    if not (domain.startswith("[") and domain.endswith("]")):
+        return None
+    inner = domain[1:-1]
+    inner = inner[5:] if inner.lower().startswith("ipv6:") else inner
+    return inner if _is_ip(inner) else None
+
+
 def _is_ip(text: str) -> bool:
     try:
         ipaddress.ip_address(text)
@@ -147,6 +156,11 @@ class Relay:
         smarthost = self._config.smarthost
         if smarthost is not None:
             return await self._smarthost_targets(smarthost)
+        literal = address_literal(domain)
+        if literal is not None:  # user@[192.0.2.1]: no MX look-up (RFC 5321 5.1)
+            if points_to_self(literal, [literal], self._config.identity):
+                return Undeliverable(MAIL_LOOP, f"{domain} is one of our own addresses")
+            return [Target(literal, literal, self._config.remote_port)]
         plan = plan_mx(domain, await self._resolver.mx(domain), self._rng)
         if isinstance(plan, Undeliverable):
             return plan

@@ -55,6 +55,24 @@ async def test_local_delivery_is_byte_identical_modulo_line_ends(
     )
 
 
+async def test_maildir_trouble_defers_and_retries(
+    start_delivery: StartDelivery, tmp_path: Path
+) -> None:
+    root = tmp_path / "unwritable"
+    root.write_text("a file where the Maildir root should be\n")
+    delivery = await start_delivery(MAILDIR_ROOT=str(root))
+    await delivery.submit(delivery.job(["user@local.test"], domain="", route="local"))
+    await wait_for(
+        lambda: delivery.metric("staffetta_delivery_retries_total", attempt="1") == 1,
+        10,
+        "a deferral",
+    )
+    root.unlink()
+    new = root / "local.test" / "user" / "new"
+    await wait_for(lambda: new.is_dir() and any(new.iterdir()), 10, "the retried delivery")
+    assert delivery.bounces.empty()
+
+
 async def test_opportunistic_starttls_to_the_mx(
     start_delivery: StartDelivery, ca: trustme.CA
 ) -> None:

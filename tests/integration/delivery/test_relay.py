@@ -244,3 +244,13 @@ async def test_recipients_past_the_servers_limit_go_in_another_transaction(
         "five delivered",
     )
     assert delivery.metric("staffetta_delivery_retries_total", attempt="1") == 0
+
+
+async def test_address_literal_is_delivered_without_dns(
+    start_delivery: StartDelivery, dns_server: DnsServer, mx: MxServers
+) -> None:
+    delivery = await start_delivery()
+    await delivery.submit(delivery.job(["postmaster@[127.0.0.3]"], domain="[127.0.0.3]"))
+    [received] = await mx[1].messages_received(1)
+    assert received.recipients == ["postmaster@[127.0.0.3]"]
+    assert dns_server.queries == []

@@ -16,6 +16,7 @@ from services.delivery.mx import (
     points_to_self,
     unresolvable,
 )
+from services.delivery.relay import address_literal
 
 
 def _records(*pairs: tuple[int, str]) -> Records:
@@ -89,3 +90,10 @@ def test_points_to_self_by_name_or_address() -> None:
     assert points_to_self("RELAY.example.test.", [], me)
     assert points_to_self("other.test", ["10.0.0.5"], me)
     assert not points_to_self("other.test", ["127.0.0.2"], me)
+
+
+def test_address_literals() -> None:
+    assert address_literal("[192.0.2.1]") == "192.0.2.1"
+    assert address_literal("[IPv6:2001:db8::1]") == "2001:db8::1"
+    assert address_literal("[not-an-ip]") is None
+    assert address_literal("example.test") is None
