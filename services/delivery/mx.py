@@ -6,6 +6,7 @@ functions decide. Nothing here talks to the network.
 
 from __future__ import annotations
 
+import ipaddress
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -156,3 +157,20 @@ def points_to_self(host: str, addresses: Iterable[str], identity: Identity) -> b
     if normalize_domain(host) == normalize_domain(identity.hostname):
         return True
     return any(address in identity.addresses for address in addresses)
+
+
+def address_literal(domain: str) -> str | None:
+    """The IP of an address-literal domain (``[192.0.2.1]``, ``[IPv6:2001:db8::1]``)."""
+    if not (domain.startswith("[") and domain.endswith("]")):
+        return None
+    inner = domain[1:-1]
+    inner = inner[5:] if inner.lower().startswith("ipv6:") else inner
+    return inner if is_ip(inner) else None
+
+
+def is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True

@@ -8,7 +8,6 @@ adapters (DNS, SMTP) and counts what happened.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,7 +24,9 @@ from services.delivery.mx import (
     MxHosts,
     Records,
     Undeliverable,
+    address_literal,
     addresses_of,
+    is_ip,
     plan_mx,
     points_to_self,
     unresolvable,
@@ -72,23 +73,6 @@ class _Merged:
                 self.final[recipient] = result
             else:
                 self.latest[recipient] = result
-
-
-def address_literal(domain: str) -> str | None:
-    """The IP of an address-literal domain (``[192.0.2.1]``, ``[IPv6:2001:db8::1]``)."""
-    if not (domain.startswith("[") and domain.endswith("]")):
-        return None
-    inner = domain[1:-1]
-    inner = inner[5:] if inner.lower().startswith("ipv6:") else inner
-    return inner if _is_ip(inner) else None
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
 
 
 class Relay:
@@ -183,7 +167,7 @@ class Relay:
         return targets[:MAX_ADDRESSES]
 
     async def _addresses(self, host: str) -> HostAddresses:
-        if _is_ip(host):
+        if is_ip(host):
             return HostAddresses(host, (Records(values=(host,)),))
         answers = await asyncio.gather(
             self._resolver.query(host, "A"), self._resolver.query(host, "AAAA")

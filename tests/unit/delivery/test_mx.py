@@ -10,13 +10,13 @@ from services.delivery.mx import (
     NoSuchName,
     Records,
     Undeliverable,
+    address_literal,
     addresses_of,
     order_mx,
     plan_mx,
     points_to_self,
     unresolvable,
 )
-from services.delivery.relay import address_literal
 
 
 def _records(*pairs: tuple[int, str]) -> Records:
