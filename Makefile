@@ -26,6 +26,7 @@ run: install broker
 ## test-tools: the real tools the tests drive (postfix tools, swaks, prometheus, helm)
 test-tools:
 	@scripts/install-test-tools.sh
+	@scripts/ensure-redis.sh
 
 ## test: the whole suite, RabbitMQ-backed tests included
 test: install broker test-tools
