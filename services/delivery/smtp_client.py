@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import os
 import socket
 import ssl
 from collections.abc import Awaitable, Sequence
@@ -22,6 +24,7 @@ from services.delivery.replies import SmtpReply
 from services.delivery.transcript import Transcript
 
 NO_SMTPUTF8 = "5.6.7"
+QUIT_TIMEOUT = 5.0  # the outcome is known by then: never hold a job for a slow goodbye
 
 TlsMode = Literal["opportunistic", "starttls", "implicit", "none"]
 
@@ -59,16 +62,24 @@ class _TlsHandshakeFailed(Exception):
     pass
 
 
+@functools.cache
 def _unverified_context() -> ssl.SSLContext:
     # Opportunistic TLS, as MTAs do between themselves: encrypt, do not verify.
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
     return context
 
 
 def _verified_context() -> ssl.SSLContext:
-    # Towards a smarthost the certificate is checked (system CAs, SSL_CERT_FILE).
+    # Towards a smarthost the certificate is checked against the system CAs
+    # (or SSL_CERT_FILE / SSL_CERT_DIR, read when the context is first built).
+    return _verified_context_for(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+
+
+@functools.cache
+def _verified_context_for(cafile: str | None, capath: str | None) -> ssl.SSLContext:
     return ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
 
 
@@ -211,7 +222,7 @@ async def _finish(
         return
     with contextlib.suppress(aiosmtplib.SMTPException, OSError, TimeoutError):
         if connection.client.is_connected:
-            await connection.client.quit(timeout=config.timeouts.command)
+            await connection.client.quit(timeout=min(config.timeouts.command, QUIT_TIMEOUT))
     connection.client.close()
 
 
