@@ -254,3 +254,30 @@ async def test_address_literal_is_delivered_without_dns(
     [received] = await mx[1].messages_received(1)
     assert received.recipients == ["postmaster@[127.0.0.3]"]
     assert dns_server.queries == []
+
+
+async def test_domain_without_mx_uses_its_address(
+    start_delivery: StartDelivery, dns_server: DnsServer, mx: MxServers
+) -> None:
+    dns_server.add_a("plain.test", "127.0.0.3")
+    delivery = await start_delivery()
+    await delivery.submit(delivery.job(["a@plain.test"], domain="plain.test"))
+    [received] = await mx[1].messages_received(1)
+    assert received.recipients == ["a@plain.test"]
+    assert [q.rdtype for q in dns_server.queries_for("plain.test")][:1] == ["MX"]
+
+
+@pytest.mark.parametrize("phase", ["mail", "data"])
+async def test_temporary_failure_of_the_whole_transaction_tries_the_backup(
+    start_delivery: StartDelivery, mx: MxServers, phase: str
+) -> None:
+    if phase == "mail":
+        mx[0].fail_mail("452 4.3.1 insufficient system storage")
+    else:
+        mx[0].fail_data("451 4.3.0 local error in processing")
+    delivery = await start_delivery()
+    await delivery.submit(delivery.job(["a@example.test"]))
+    [received] = await mx[1].messages_received(1)
+    assert received.recipients == ["a@example.test"]
+    assert mx[0].messages == []
+    assert [p for p, _, _ in mx[0].rejections] == [phase]
