@@ -6,7 +6,8 @@ No I/O and no asyncio here: the SMTP adapter asks, then answers what we say.
 The rules, in the order Postfix's ``smtpd_recipient_restrictions`` would apply
 them with ``reject_unauth_destination`` and ``allow_untrusted_routing = no``:
 
-* an address without a domain, or one we cannot parse, is refused (553 5.1.3);
+* an address without a domain, one we cannot parse, or one past the RFC 5321
+  limits (local part 64 octets, domain 255) is refused (553 5.1.3);
 * a recipient at a local domain is accepted from anyone, unless its local part
   cannot be a safe Maildir folder (550 5.1.3), carries routing syntax
   (``%``, ``!``, ``@``) from a client that may not relay (554 5.7.1), or is
@@ -34,6 +35,10 @@ PortKind = Literal["smtp", "submission", "submissions"]
 _ROUTING_CHARACTERS = ("%", "!", "@")
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# RFC 5321 4.5.3.1.1 and 4.5.3.1.2, in octets.
+MAX_LOCAL_PART = 64
+MAX_DOMAIN = 255
 
 
 def parse_networks(items: Iterable[str]) -> tuple[IPNetwork, ...]:
@@ -83,7 +88,7 @@ def check_recipient(
     if accepted_so_far >= limits.max_recipients:
         return replies.TOO_MANY_RECIPIENTS
     local, domain = split_address(address)
-    if not domain or not local:
+    if not domain or not local or _too_long(address):
         return replies.BAD_ADDRESS
     if not directory.is_local_domain(domain):
         return replies.RECIPIENT_OK if client.may_relay else replies.RELAY_DENIED
@@ -103,7 +108,34 @@ def check_sender(address: str) -> Reply:
     local, domain = split_address(address)
     if not local or not domain or any(ord(char) < 0x20 or ord(char) == 0x7F for char in address):
         return replies.BAD_SENDER
+    if _too_long(address):
+        return replies.BAD_SENDER
     return replies.SENDER_OK
+
+
+def _too_long(address: str) -> bool:
+    local, _, domain = address.rpartition("@")
+    return (
+        len(local.encode(errors="replace")) > MAX_LOCAL_PART
+        or len(domain.encode(errors="replace")) > MAX_DOMAIN
+    )
+
+
+def without_root_dot(argument: str) -> str | None:
+    """``<user@domain.>`` as ``<user@domain>``: the argument of MAIL/RCPT without the
+    one trailing dot of a fully qualified domain, or None when there is none to drop.
+
+    RFC 5321 has no such dot, but clients and humans write it (DNS's root); like
+    Postfix we take ``local.test.`` as ``local.test``. Only one dot goes: ``domain..``
+    stays a syntax error, and the address is then judged like any other.
+    """
+    text = argument.lstrip()
+    end = text.find(">") if text.startswith("<") else len(text.split(" ", 1)[0])
+    if end < 3 or text[end - 1] != "." or text[end - 2] in ".@:<[]":
+        return None
+    if "@" not in text[:end]:
+        return None
+    return text[: end - 1] + text[end:]
 
 
 def check_declared_size(declared: int | None, limits: Limits) -> Reply:

@@ -24,7 +24,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Session
 
 from services.ingress import quota, replies
 from services.ingress.handler import IngressContext, IngressHandler
-from services.ingress.policy import Client, PortKind, is_trusted
+from services.ingress.policy import Client, PortKind, is_trusted, without_root_dot
 from services.ingress.replies import Reply
 
 log = logging.getLogger(__name__)
@@ -312,6 +312,17 @@ class IngressSMTP(SMTP):
             usage = await self.context.usage.usage(user, time.time())
             return quota.check(limits, usage)
         return None
+
+    # -- addresses --------------------------------------------------------------
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        """aiosmtpd's parser, forgiving one trailing dot on the domain (``user@local.test.``)."""
+        address, rest = super()._getaddr(arg)
+        if address is None:
+            retry = without_root_dot(arg)
+            if retry is not None:
+                address, rest = super()._getaddr(retry)
+        return address, rest
 
     # -- transactions -----------------------------------------------------------
 

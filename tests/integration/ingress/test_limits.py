@@ -40,6 +40,25 @@ async def test_command_and_text_line_limits(
     assert await incoming.count() == 0
 
 
+async def test_local_part_and_domain_length_limits(
+    start_ingress: StartIngress, incoming: Incoming
+) -> None:
+    ingress = await start_ingress()
+    client = await greeted(ingress)
+    assert (await client.command(f"MAIL FROM:<{'a' * 65}@s.test>")).startswith("553 5.1.7 ")
+    long_domain = ".".join(["d" * 63] * 4) + ".test"  # 260 octets
+    assert (await client.command(f"MAIL FROM:<a@{long_domain}>")).startswith("553 5.1.7 ")
+    assert (await client.command(f"MAIL FROM:<{'a' * 64}@s.test>")).startswith("250 ")
+    assert (await client.command(f"RCPT TO:<{'b' * 65}@local.test>")).startswith("553 5.1.3 ")
+    assert (await client.command(f"RCPT TO:<x@{long_domain}>")).startswith("553 5.1.3 ")
+    assert (await client.command(f"RCPT TO:<{'b' * 64}@local.test>")).startswith("250 ")
+    assert (await client.command("DATA")).startswith("354")
+    await client.send(b"Subject: long names\r\n\r\nok\r\n.\r\n")
+    assert (await client.reply()).startswith("250 2.0.0 ")
+    await client.close()
+    assert (await incoming.get()).envelope.recipients == ["b" * 64 + "@local.test"]
+
+
 async def test_nul_and_invalid_utf8_get_clean_5xx(
     start_ingress: StartIngress, incoming: Incoming
 ) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from tests.integration.ingress.conftest import Incoming, Running, StartIngress
-from tests.integration.ingress.rawsmtp import RawSMTP
+from tests.integration.ingress.rawsmtp import RawSMTP, transaction
 
 UNTRUSTED = "127.0.0.5"
 
@@ -26,6 +26,15 @@ TRICKS = [
     "user@[IPv6:::1]",
     "user@remote.test.",  # trailing dot
     "user@remote.test..",
+    "user@local.test..",  # one dot is forgiven, two are not
+    "user@.",
+    "user%remote.test@local.test.",  # the tricks above, with our domain's trailing dot
+    '"user@remote.test"@local.test.',
+    "@local.test:user@remote.test.",
+    "remote.test!user@local.test.",
+    "user@remote.test@local.test.",
+    "user@local.test.remote.test.",
+    "user@[192.0.2.1].",
     "user@REMOTE.Test",  # mixed case
     "user@local.test.remote.test",  # our domain as a prefix
     "user@remotelocal.test",  # ...or as a suffix without the dot
@@ -48,6 +57,10 @@ STILL_LOCAL = [
     "user@xn--bcher-kva.local",
     "user@bücher.local",
     "user@BÜCHER.local",
+    "user@local.test.",  # a trailing dot (the DNS root) is still our domain
+    "User@Local.Test.",
+    "user@xn--bcher-kva.local.",
+    "user@bücher.local.",
     "@remote.test:user@local.test",  # a source route that ends here is ours
 ]
 
@@ -87,9 +100,20 @@ async def test_local_addresses_in_any_spelling_are_accepted(
     assert (await rcpt_reply(stranger, address)).startswith("250 2.1.5 "), address
 
 
-async def test_trailing_dot_is_a_syntax_error_even_for_our_domain(stranger: Running) -> None:
-    # RFC 5321 has no trailing dot in a Domain; aiosmtpd's parser refuses it.
-    assert (await rcpt_reply(stranger, "user@local.test.")).startswith("553 5.1.3 ")
+async def test_a_trailing_dot_on_our_domain_is_queued_without_it(
+    stranger: Running, incoming: Incoming
+) -> None:
+    client = await RawSMTP.connect(stranger.smtp_port, source=UNTRUSTED)
+    await client.reply()
+    await client.command("EHLO stranger.test")
+    answers = await transaction(
+        client, "someone@sender.test.", ["user@local.test."], b"Subject: dot\r\n\r\nhi\r\n"
+    )
+    assert answers[-1].startswith("250 2.0.0 Ok: queued as "), answers
+    await client.close()
+    queued = await incoming.get()
+    assert queued.envelope.recipients == ["user@local.test"]
+    assert queued.envelope.sender == "someone@sender.test"
 
 
 async def test_a_refused_trick_leaves_nothing_to_send(

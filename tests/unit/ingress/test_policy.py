@@ -113,3 +113,35 @@ def test_senders() -> None:
 def test_trusted_networks(address: str, trusted: bool) -> None:
     networks = policy.parse_networks(["127.0.0.1/32", "::1/128"])
     assert policy.is_trusted(address, networks) is trusted
+
+
+@pytest.mark.parametrize(
+    ("argument", "expected"),
+    [
+        ("<user@local.test.>", "<user@local.test>"),
+        ("<user@local.test.> SIZE=10", "<user@local.test> SIZE=10"),
+        (" <@a.test:user@local.test.>", "<@a.test:user@local.test>"),
+        ("user@local.test.", "user@local.test"),
+        ("user@local.test. SMTPUTF8", "user@local.test SMTPUTF8"),
+        ("<user@local.test..>", None),  # only one dot is forgiven
+        ("<user@.>", None),
+        ("<user@[192.0.2.1].>", None),
+        ("<user.>", None),  # no domain: nothing to forgive
+        ("<>", None),
+        ("<user@local.test>", None),
+    ],
+)
+def test_without_root_dot(argument: str, expected: str | None) -> None:
+    assert policy.without_root_dot(argument) == expected
+
+
+def test_rfc5321_length_limits() -> None:
+    at_limit = "a" * 64 + "@" + "d" * 61 + "." + "local.test"
+    assert rcpt(STRANGER, "a" * 64 + "@local.test") == replies.RECIPIENT_OK
+    assert rcpt(STRANGER, "a" * 65 + "@local.test") == replies.BAD_ADDRESS
+    assert rcpt(STRANGER, "\u00e9" * 33 + "@local.test") == replies.BAD_ADDRESS  # 66 octets
+    assert rcpt(AUTHENTICATED, "x@" + "d" * 252 + ".test") == replies.BAD_ADDRESS
+    assert rcpt(AUTHENTICATED, "x@" + "d" * 250 + ".test") == replies.RECIPIENT_OK
+    assert policy.check_sender(at_limit) == replies.SENDER_OK
+    assert policy.check_sender("a" * 65 + "@s.test") == replies.BAD_SENDER
+    assert policy.check_sender("a@" + "s" * 256) == replies.BAD_SENDER
