@@ -134,6 +134,10 @@ class Settings(BaseSettings):
     maildir_root: Path = Path("./var/mail")
     trusted_networks: CommaList = ["127.0.0.0/8", "::1/128"]
     users_file: Path | None = None
+    # Ingress: lines `sender@domain: user[, user...]` or `@domain: user[, ...]`; when
+    # set, an authenticated client may use only the envelope senders mapped to its
+    # account (else 553 5.7.1); the null sender stays allowed.
+    sender_logins_file: Path | None = None
     max_message_size: int = Field(default=26214400, ge=1)
     max_recipients: int = Field(default=1000, ge=1)
 
@@ -270,6 +274,7 @@ class Settings(BaseSettings):
             "local_recipients_file",
             "aliases_file",
             "users_file",
+            "sender_logins_file",
             "smarthost_password_file",
         ):
             path = getattr(self, name)

@@ -1,4 +1,8 @@
-"""The recipients and aliases files, re-read when they change (checked at most once a second)."""
+"""Tables read from files and re-read when they change (checked at most once a second).
+
+:class:`ReloadingTable` is the mechanism; :class:`ReloadingDirectory` (recipients and
+aliases) and the sender login map (:mod:`services.ingress.senders`) use it.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import os
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Generic, TypeVar
 
 from services.common.addressing import RecipientDirectory
 
@@ -15,6 +20,7 @@ log = logging.getLogger(__name__)
 CHECK_INTERVAL = 1.0
 
 Stamp = tuple[tuple[int, int, int] | None, ...]
+T = TypeVar("T")
 
 
 def _stamp(paths: Iterable[Path | None]) -> Stamp:
@@ -28,8 +34,53 @@ def _stamp(paths: Iterable[Path | None]) -> Stamp:
     return tuple(stamps)
 
 
-class ReloadingDirectory:
-    """Hands out the current :class:`RecipientDirectory`; a bad rewrite keeps the last good one."""
+class ReloadingTable(Generic[T]):
+    """Hands out the current value loaded from ``files``; a bad rewrite keeps the last good one.
+
+    ``load`` reads the files and raises :class:`OSError` or :class:`ValueError` when
+    they are unusable; at construction that error propagates (a bad file stops the
+    start), afterwards it is logged as ``<name>_reload_failed``.
+    """
+
+    def __init__(
+        self,
+        files: tuple[Path | None, ...],
+        load: Callable[[], T],
+        name: str,
+        now: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._files = files
+        self._load = load
+        self._name = name
+        self._now = now
+        self._stamp = _stamp(self._files)
+        self._value = load()
+        self._checked = now()
+
+    def current(self) -> T:
+        now = self._now()
+        if now - self._checked >= CHECK_INTERVAL:
+            self._checked = now
+            stamp = _stamp(self._files)
+            if stamp != self._stamp:
+                self._reload(stamp)
+        return self._value
+
+    def _reload(self, stamp: Stamp) -> None:
+        try:
+            value = self._load()
+        except (OSError, ValueError) as exc:
+            log.warning(
+                f"{self._name} not reloaded",
+                extra={"event": f"{self._name}_reload_failed", "error": str(exc)},
+            )
+            return
+        self._value, self._stamp = value, stamp
+        log.info(f"{self._name} reloaded", extra={"event": f"{self._name}_reloaded"})
+
+
+class ReloadingDirectory(ReloadingTable[RecipientDirectory]):
+    """The current :class:`RecipientDirectory` (local domains, recipients and aliases files)."""
 
     def __init__(
         self,
@@ -38,30 +89,10 @@ class ReloadingDirectory:
         aliases_file: Path | None,
         now: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._domains = tuple(local_domains)
-        self._files = (recipients_file, aliases_file)
-        self._now = now
-        self._stamp = _stamp(self._files)
-        self._directory = RecipientDirectory.load(self._domains, *self._files)
-        self._checked = now()
-
-    def current(self) -> RecipientDirectory:
-        now = self._now()
-        if now - self._checked >= CHECK_INTERVAL:
-            self._checked = now
-            stamp = _stamp(self._files)
-            if stamp != self._stamp:
-                self._reload(stamp)
-        return self._directory
-
-    def _reload(self, stamp: Stamp) -> None:
-        try:
-            directory = RecipientDirectory.load(self._domains, *self._files)
-        except (OSError, ValueError) as exc:
-            log.warning(
-                "recipients/aliases not reloaded",
-                extra={"event": "directory_reload_failed", "error": str(exc)},
-            )
-            return
-        self._directory, self._stamp = directory, stamp
-        log.info("recipients/aliases reloaded", extra={"event": "directory_reloaded"})
+        domains = tuple(local_domains)
+        super().__init__(
+            (recipients_file, aliases_file),
+            lambda: RecipientDirectory.load(domains, recipients_file, aliases_file),
+            "directory",
+            now,
+        )

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 from services.common.addressing import normalize_address
 from services.common.amqp import Broker, BrokerUnavailable
 from services.common.envelope import AcceptedMessage, new_queue_id
-from services.ingress import message, policy, replies
+from services.ingress import message, policy, replies, senders
 from services.ingress.auth import AuthGuard, GuardSettings, UserDirectory
-from services.ingress.directory import ReloadingDirectory
+from services.ingress.directory import ReloadingDirectory, ReloadingTable
 from services.ingress.metrics import IngressMetrics
 from services.ingress.quota import SendingLimits
 from services.ingress.replies import Reply
@@ -51,6 +51,7 @@ class IngressContext:
     sending_limits: SendingLimits = field(default_factory=SendingLimits)
     usage: UsageStore = field(default_factory=MemoryUsageStore)
     proxy_networks: tuple[policy.IPNetwork, ...] | None = None  # None: no PROXY protocol
+    sender_logins: ReloadingTable[senders.SenderLogins] | None = None  # None: any sender
     stopping: bool = False
     drained: asyncio.Event = field(default_factory=asyncio.Event)  # set once stopping and idle
     connections: set[IngressSMTP] = field(default_factory=set)
@@ -114,6 +115,9 @@ class IngressHandler:
         reply = policy.check_declared_size(_declared_size(options), self.context.limits)
         if reply.ok:
             reply = await server.sender_gate() or policy.check_sender(sender)
+        if reply.ok and self.context.sender_logins is not None:
+            logins = self.context.sender_logins.current()
+            reply = senders.check_sender_login(logins, server.authenticated_user, sender)
         if reply.ok:
             envelope.mail_from = address
             envelope.mail_options.extend(options)

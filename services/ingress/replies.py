@@ -33,6 +33,9 @@ UNKNOWN_RECIPIENT = Reply(550, "5.1.1", "Recipient address rejected: user unknow
 UNSAFE_RECIPIENT = Reply(550, "5.1.3", "Recipient address rejected: bad destination mailbox")
 BAD_ADDRESS = Reply(553, "5.1.3", "Bad address syntax")
 BAD_SENDER = Reply(553, "5.1.7", "Sender address rejected: bad address syntax")
+SENDER_NOT_OWNED = Reply(
+    553, "5.7.1", "Sender address rejected: not owned by the authenticated user"
+)
 TOO_MANY_RECIPIENTS = Reply(452, "4.5.3", "Too many recipients")
 MESSAGE_TOO_BIG = Reply(552, "5.3.4", "Message size exceeds fixed limit")
 LINE_TOO_LONG = Reply(500, "5.5.2", "Line too long")

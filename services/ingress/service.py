@@ -14,11 +14,12 @@ from services.common.amqp import Broker
 from services.common.settings import ListenAddress, Settings
 from services.common.topology import Topology
 from services.ingress.auth import AuthGuard, GuardSettings, UserDirectory
-from services.ingress.directory import ReloadingDirectory
+from services.ingress.directory import ReloadingDirectory, ReloadingTable
 from services.ingress.handler import IngressContext, IngressHandler
 from services.ingress.metrics import IngressMetrics
 from services.ingress.policy import Limits, PortKind, parse_networks
 from services.ingress.quota import SendingLimits
+from services.ingress.senders import SenderLogins, load_sender_logins
 from services.ingress.sessions import SessionTable
 from services.ingress.smtp import IngressSMTP
 from services.ingress.tls import server_context
@@ -95,6 +96,7 @@ class IngressService:
             proxy_networks=(
                 parse_networks(settings.proxy_networks) if settings.proxy_protocol else None
             ),
+            sender_logins=sender_logins(settings),
         )
         self.handler = IngressHandler(self.context)
         self._servers: list[asyncio.Server] = []
@@ -157,6 +159,13 @@ class IngressService:
         await self.broker.close()
         await self.context.usage.close()
         log.info("ingress stopped", extra={"event": "ingress_stopped"})
+
+
+def sender_logins(settings: Settings) -> ReloadingTable[SenderLogins] | None:
+    path = settings.sender_logins_file
+    if path is None:
+        return None
+    return ReloadingTable((path,), lambda: load_sender_logins(path), "sender_logins")
 
 
 def build(settings: Settings) -> IngressService:
