@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from services.common.settings import ListenAddress, Settings, SettingsError, load_settings
 from services.delivery import queue_admin
+from services.tracing import command as trace
 
 SERVICES = ("ingress", "router", "delivery", "bounce")
 
@@ -96,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     run_all.add_argument("--delivery-replicas", type=int, default=1, metavar="N")
     commands.add_parser("check-config", help="validate settings and print the effective values")
     queue_admin.add_commands(commands)  # `queue list|flush|delete`, `requeue-parked`
+    trace.add_command(commands)  # `trace QUEUEID [--logs PATH...]`
     return parser
 
 
@@ -105,6 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_service(args.command)
     if args.command in ("queue", "requeue-parked"):
         return queue_admin.run(args, _load_or_exit())
+    if args.command == "trace":
+        return trace.run(args)
     if args.command == "up":
         if args.delivery_replicas < 1:
             print("staffetta: --delivery-replicas must be at least 1", file=sys.stderr)
