@@ -120,6 +120,9 @@ class Settings(BaseSettings):
     account_max_per_hour: int = Field(default=0, ge=0)
     account_max_per_day: int = Field(default=0, ge=0)
     account_monthly_quota: int = Field(default=0, ge=0)
+    # Ingress: at most this many accounts get their own `account` label on the
+    # per-account metrics; the others are summed under account="_other".
+    account_metrics_limit: int = Field(default=100, ge=0)
     # Redis for counters shared by all ingress replicas (empty: per-process counters).
     redis_url: SecretStr = SecretStr("")
     # Ingress: expect a PROXY protocol v1/v2 header (from a load balancer) on every

@@ -201,8 +201,10 @@ class IngressHandler:
             )
             return replies.BROKER_DOWN
         context.metrics.publish_seconds.observe(time.monotonic() - started)
-        if client.user and context.sending_limits.enabled:
-            await context.usage.record(client.user, accepted.accepted_at)
+        if client.user:
+            context.metrics.account_accepted(client.user, len(recipients))
+            if context.sending_limits.enabled:
+                await context.usage.record(client.user, accepted.accepted_at)
         context.metrics.received_bytes.inc(len(data))
         log.info(
             "message queued",

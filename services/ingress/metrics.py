@@ -4,9 +4,28 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+OTHER_ACCOUNTS = "_other"
+
 
 class IngressMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, account_limit: int = 100) -> None:
+        # Per-account series: only authenticated accounts (so only names from the
+        # users file), and at most ``account_limit`` of them; the rest are summed
+        # under account="_other". Label cardinality stays bounded by configuration.
+        self._account_limit = account_limit
+        self._accounts: set[str] = set()
+        self.account_messages = Counter(
+            "staffetta_ingress_account_messages_total",
+            "Messages accepted from authenticated clients, by account",
+            ["account"],
+            registry=registry,
+        )
+        self.account_recipients = Counter(
+            "staffetta_ingress_account_recipients_total",
+            "Recipients of messages accepted from authenticated clients, by account",
+            ["account"],
+            registry=registry,
+        )
         self.messages = Counter(
             "staffetta_ingress_messages_total",
             "SMTP transactions that reached MAIL, by outcome (accepted = 250 for the message)",
@@ -51,3 +70,17 @@ class IngressMetrics:
             self.messages.labels(result=result)
         for port in ("smtp", "submission", "submissions"):
             self.sessions.labels(port=port)
+
+    def account_label(self, user: str) -> str:
+        """``user`` itself while fewer than the limit have been seen, else ``_other``."""
+        if user in self._accounts:
+            return user
+        if len(self._accounts) < self._account_limit and user != OTHER_ACCOUNTS:
+            self._accounts.add(user)
+            return user
+        return OTHER_ACCOUNTS
+
+    def account_accepted(self, user: str, recipients: int) -> None:
+        label = self.account_label(user)
+        self.account_messages.labels(account=label).inc()
+        self.account_recipients.labels(account=label).inc(recipients)

@@ -51,7 +51,7 @@ class IngressService:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.registry = CollectorRegistry()
-        self.metrics = IngressMetrics(self.registry)
+        self.metrics = IngressMetrics(self.registry, settings.account_metrics_limit)
         topology = Topology(
             settings.amqp_prefix, tuple(settings.retry_schedule), settings.amqp_delivery_limit
         )

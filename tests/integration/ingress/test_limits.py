@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
+from prometheus_client import generate_latest
 
-from tests.integration.ingress.conftest import Incoming, Running, StartIngress
+from tests.integration.ingress.conftest import Incoming, Running, StartIngress, htpasswd_line
 from tests.integration.ingress.rawsmtp import RawSMTP, plain, transaction
 from tests.integration.ingress.tcpproxy import free_port
 
@@ -121,6 +122,42 @@ async def test_hourly_limit_per_process(start_ingress: StartIngress, users_file:
     answers = await transaction(client, "a@s.test", ["b@local.test"], b"S: x\r\n\r\n")
     assert answers[-1].startswith("250 2.0.0 ")
     await client.close()
+
+
+async def test_usage_per_account_with_bounded_labels(
+    start_ingress: StartIngress, users_file: Path, incoming: Incoming
+) -> None:
+    with users_file.open("a") as file:
+        file.write(htpasswd_line("bob", "builder"))
+    ingress = await start_ingress(
+        users_file=str(users_file), allow_plaintext_auth="true", account_metrics_limit="1"
+    )
+    assert (await send_as_alice(ingress, "1")).startswith("250 2.0.0 ")
+    assert (await send_as_alice(ingress, "2")).startswith("250 2.0.0 ")
+    client = await RawSMTP.connect(ingress.submission_port)
+    await client.reply()
+    await client.command("EHLO c.test")
+    assert (await client.command(f"AUTH PLAIN {plain('bob', 'builder')}")).startswith("235")
+    answers = await transaction(client, "bob@local.test", ["x@r.test", "y@r.test"], b"S: b\r\n\r\n")
+    assert answers[-1].startswith("250 2.0.0 "), answers
+    await client.close()
+    mta = await greeted(ingress)  # not authenticated: no account series
+    assert (await transaction(mta, "a@s.test", ["b@local.test"], b"S: m\r\n\r\n"))[-1][:3] == "250"
+    await mta.close()
+
+    account = "staffetta_ingress_account_messages_total"
+    assert ingress.metric(account, account="alice") == 2
+    assert ingress.metric(account, account="bob") == 0  # past the limit of one account...
+    assert ingress.metric(account, account="_other") == 1  # ...summed here
+    assert ingress.metric("staffetta_ingress_account_recipients_total", account="_other") == 2
+    text = generate_latest(ingress.service.registry).decode()
+    series = [line for line in text.splitlines() if line.startswith(account + "{")]
+    assert sorted(series) == [
+        account + '{account="_other"} 1.0',
+        account + '{account="alice"} 2.0',
+    ]
+    for _ in range(4):
+        await incoming.get()
 
 
 async def test_limits_are_shared_through_redis(

@@ -1,10 +1,12 @@
-"""Enhanced status codes on aiosmtpd's own replies; the session table."""
+"""Enhanced status codes on aiosmtpd's own replies; the session table; account labels."""
 
 from __future__ import annotations
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from services.ingress import replies
+from services.ingress.metrics import OTHER_ACCOUNTS, IngressMetrics
 from services.ingress.sessions import SessionTable
 
 
@@ -44,3 +46,16 @@ def test_session_table_limits_total_and_per_address() -> None:
     assert table.total == 3
     table.close("nobody")
     assert table.total == 3
+
+
+def test_account_labels_are_bounded() -> None:
+    metrics = IngressMetrics(CollectorRegistry(), account_limit=2)
+    assert [metrics.account_label(user) for user in ("alice", "bob", "carol", "alice")] == [
+        "alice",
+        "bob",
+        OTHER_ACCOUNTS,
+        "alice",
+    ]
+    assert metrics.account_label(OTHER_ACCOUNTS) == OTHER_ACCOUNTS
+    nobody = IngressMetrics(CollectorRegistry(), account_limit=0)
+    assert nobody.account_label("alice") == OTHER_ACCOUNTS
