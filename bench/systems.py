@@ -1,0 +1,127 @@
+"""The systems under test: a common face for the ceiling, Postfix and Staffetta."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Protocol
+
+from tests.support.dns_server import DnsServer
+from tests.support.stack import Stack
+
+SERVICES = ("ingress", "router", "delivery", "bounce")
+
+
+class System(Protocol):
+    name: str
+    host: str  # where smtp-source connects
+    port: int
+
+    def start(self, sink_host: str, sink_port: int) -> None: ...
+
+    def groups(self) -> dict[str, list[int]]: ...
+
+    def stop(self) -> None: ...
+
+
+class Ceiling:
+    """smtp-source straight into smtp-sink: what the machine and the tools can do."""
+
+    name = "ceiling"
+
+    def __init__(self) -> None:
+        self.host = "127.0.0.1"
+        self.port = 0
+
+    def start(self, sink_host: str, sink_port: int) -> None:
+        self.host = sink_host
+        self.port = sink_port
+
+    def groups(self) -> dict[str, list[int]]:
+        return {}
+
+    def stop(self) -> None:
+        return None
+
+
+class Staffetta:
+    """The four services as processes on a unique AMQP prefix, relaying to the sink.
+
+    ``route="mx"``: MX look-ups against a loopback DNS server (``bench.test`` -> the
+    sink's address), ``STAFFETTA_REMOTE_SMTP_PORT`` = the sink's port.
+    ``route="smarthost"``: ``STAFFETTA_SMARTHOST`` = the sink, TLS none.
+    """
+
+    name = "staffetta"
+
+    def __init__(
+        self,
+        base: Path | None = None,
+        delivery_replicas: int = 1,
+        route: str = "mx",
+        log_level: str = "INFO",
+    ) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="staffetta-bench-stack-", dir=base))
+        self.delivery_replicas = delivery_replicas
+        self.route = route
+        self.log_level = log_level
+        self.dns: DnsServer | None = None
+        self.stack: Stack | None = None
+        self.host = "127.0.0.1"
+        self.port = 0
+
+    def _env(self, sink_host: str, sink_port: int) -> dict[str, str]:
+        env = {"STAFFETTA_LOG_LEVEL": self.log_level}
+        if self.route == "smarthost":
+            env["STAFFETTA_SMARTHOST"] = f"{sink_host}:{sink_port}"
+            env["STAFFETTA_SMARTHOST_TLS"] = "none"
+            return env
+        self.dns = DnsServer()
+        self.dns.add_mx("bench.test", [(10, "mx.bench.test")])
+        self.dns.add_a("mx.bench.test", sink_host)
+        self.dns.start()
+        env["STAFFETTA_DNS_NAMESERVERS"] = self.dns.address
+        env["STAFFETTA_REMOTE_SMTP_PORT"] = str(sink_port)
+        return env
+
+    def start(self, sink_host: str, sink_port: int) -> None:
+        self.stack = Stack(
+            self.folder,
+            extra_env=self._env(sink_host, sink_port),
+            delivery_replicas=self.delivery_replicas,
+            prefix=f"bench-{uuid.uuid4().hex[:8]}",
+        )
+        self.port = self.stack.smtp_port
+        self.stack.start(timeout=60)
+
+    def groups(self) -> dict[str, list[int]]:
+        assert self.stack is not None
+        found: dict[str, list[int]] = {}
+        for process in self.stack.processes:
+            if process.process is not None:
+                found.setdefault(process.name, []).append(process.process.pid)
+        return found
+
+    def pids(self) -> dict[str, int]:
+        """One pid per process, named ``delivery-2`` when there are several."""
+        named: dict[str, int] = {}
+        for service, pids in self.groups().items():
+            for index, pid in enumerate(pids, 1):
+                named[service if len(pids) == 1 else f"{service}-{index}"] = pid
+        return named
+
+    def logs(self) -> str:
+        return self.stack.logs() if self.stack is not None else ""
+
+    def stop(self) -> None:
+        if self.stack is not None:
+            with contextlib.suppress(Exception):
+                self.stack.stop()
+            with contextlib.suppress(Exception):
+                self.stack.delete_queues()
+        if self.dns is not None:
+            self.dns.stop()
+        shutil.rmtree(self.folder, ignore_errors=True)
