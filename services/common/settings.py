@@ -123,7 +123,8 @@ class Settings(BaseSettings):
     # Ingress: at most this many accounts get their own `account` label on the
     # per-account metrics; the others are summed under account="_other".
     account_metrics_limit: int = Field(default=100, ge=0)
-    # Redis for counters shared by all ingress replicas (empty: per-process counters).
+    # Redis for counters shared by all ingress replicas and for the per-destination
+    # limits shared by all delivery replicas (empty: per-process counters).
     redis_url: SecretStr = SecretStr("")
     # Ingress: expect a PROXY protocol v1/v2 header (from a load balancer) on every
     # connection and take the client address from it; only for PROXY_NETWORKS.
