@@ -18,6 +18,7 @@ from services.delivery.metrics import DeliveryMetrics
 from services.delivery.mx import Identity
 from services.delivery.outcome import RetryPolicy
 from services.delivery.relay import Relay, RelayConfig
+from services.delivery.shared_limits import Limiter, LocalLimiter, RedisLimiter
 from services.delivery.smtp_client import ClientConfig, Timeouts, TlsMode
 from services.delivery.throttle import DeliveryTopology, DestinationLimiter, parse_rate
 from services.delivery.worker import DeliveryWorker, Throttle
@@ -62,6 +63,17 @@ def client_config(settings: Settings) -> ClientConfig:
     )
 
 
+def limiter_for(settings: Settings) -> Limiter:
+    """Per-destination limits: shared through Redis when configured, else per process."""
+    limits = DestinationLimiter(
+        settings.destination_concurrency, parse_rate(settings.destination_rate_limit)
+    )
+    redis_url = settings.redis_url.get_secret_value()
+    if redis_url and (limits.concurrency or limits.rate):
+        return RedisLimiter(redis_url, f"staffetta:{settings.amqp_prefix}:delivery", limits)
+    return LocalLimiter(limits)
+
+
 class DeliveryService:
     name = "delivery"
 
@@ -76,6 +88,7 @@ class DeliveryService:
         self.broker = Broker(
             settings.amqp_url.get_secret_value(), topology, prefetch=settings.amqp_prefetch
         )
+        self.limiter = limiter_for(settings)
         self.pool = ConnectionPool(settings.connection_cache_time, quit_timeout=5.0)
         relay = Relay(
             DnsResolver(settings.nameserver_addresses, settings.dns_timeout),
@@ -94,13 +107,7 @@ class DeliveryService:
             Maildir(settings.maildir_root, settings.hostname),
             RetryPolicy(settings.max_queue_lifetime, settings.delay_warning_after),
             self.metrics,
-            throttle=Throttle(
-                DestinationLimiter(
-                    settings.destination_concurrency, parse_rate(settings.destination_rate_limit)
-                ),
-                topology.throttle,
-                smarthost=settings.smarthost,
-            ),
+            throttle=Throttle(self.limiter, topology.throttle, smarthost=settings.smarthost),
         )
         self._consuming = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -139,6 +146,7 @@ class DeliveryService:
         self._consuming = False
         await self.broker.drain()
         await self.pool.close()
+        await self.limiter.close()
         await self.broker.close()
 
 

@@ -33,7 +33,7 @@ from services.delivery.outcome import (
 )
 from services.delivery.relay import Relay, RelayReport
 from services.delivery.replies import local_result
-from services.delivery.throttle import DestinationLimiter
+from services.delivery.shared_limits import Limiter
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ OLDEST_WINDOW = 60.0
 
 @dataclass(frozen=True)
 class Throttle:
-    limiter: DestinationLimiter
+    limiter: Limiter
     queue: str  # PREFIX.throttle.<ttl>
     smarthost: str = ""  # with a smarthost every relay job shares one destination
 
@@ -92,7 +92,7 @@ class DeliveryWorker:
             return
         destination = self._destination(job)
         if destination and self._throttle is not None:
-            refusal = self._throttle.limiter.acquire(destination, time.monotonic())
+            refusal = await self._throttle.limiter.acquire(destination)
             if refusal is not None:
                 await self._hold_back(job, message, refusal)
                 return
@@ -102,7 +102,7 @@ class DeliveryWorker:
         finally:
             self._metrics.in_flight.dec()
             if destination and self._throttle is not None:
-                self._throttle.limiter.release(destination)
+                await self._throttle.limiter.release(destination)
 
     def _destination(self, job: DeliveryJob) -> str:
         """What the per-destination limits count: the smarthost, or the domain."""

@@ -1,5 +1,6 @@
 import pytest
 
+from services.delivery.shared_limits import rate_window
 from services.delivery.throttle import DeliveryTopology, DestinationLimiter, parse_rate
 
 
@@ -60,3 +61,10 @@ def test_throttle_queue_dead_letters_back_to_delivery() -> None:
     assert spec.arguments["x-dead-letter-routing-key"] == "p.delivery"
     assert spec.arguments["x-queue-type"] == "quorum"
     assert {q.name for q in topology.queues()} >= {"p.delivery", "p.retry.1m", "p.parked"}
+
+
+def test_shared_rate_windows() -> None:
+    assert rate_window(1.0) == (1.0, 1)
+    assert rate_window(10.0) == (1.0, 10)
+    assert rate_window(1 / 60) == (60.0, 1)
+    assert rate_window(1.5) == (1.0, 1)
