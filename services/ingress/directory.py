@@ -23,7 +23,7 @@ Stamp = tuple[tuple[int, int, int] | None, ...]
 T = TypeVar("T")
 
 
-def _stamp(paths: Iterable[Path | None]) -> Stamp:
+def file_stamp(paths: Iterable[Path | None]) -> Stamp:
     stamps: list[tuple[int, int, int] | None] = []
     for path in paths:
         try:
@@ -53,7 +53,7 @@ class ReloadingTable(Generic[T]):
         self._load = load
         self._name = name
         self._now = now
-        self._stamp = _stamp(self._files)
+        self._stamp = file_stamp(self._files)
         self._value = load()
         self._checked = now()
 
@@ -61,7 +61,7 @@ class ReloadingTable(Generic[T]):
         now = self._now()
         if now - self._checked >= CHECK_INTERVAL:
             self._checked = now
-            stamp = _stamp(self._files)
+            stamp = file_stamp(self._files)
             if stamp != self._stamp:
                 self._reload(stamp)
         return self._value

@@ -22,7 +22,7 @@ from services.ingress.quota import SendingLimits
 from services.ingress.senders import SenderLogins, load_sender_logins
 from services.ingress.sessions import SessionTable
 from services.ingress.smtp import IngressSMTP
-from services.ingress.tls import server_context
+from services.ingress.tls import ReloadingCertificate
 from services.ingress.usage import usage_store
 
 log = logging.getLogger(__name__)
@@ -58,11 +58,12 @@ class IngressService:
         self.broker = Broker(
             settings.amqp_url.get_secret_value(), topology, prefetch=settings.amqp_prefetch
         )
-        self.tls_context = (
-            server_context(settings.tls_cert_file, settings.tls_key_file)
+        self.certificate = (
+            ReloadingCertificate(settings.tls_cert_file, settings.tls_key_file)
             if settings.tls_cert_file is not None and settings.tls_key_file is not None
             else None
         )
+        self.tls_context = self.certificate.context if self.certificate is not None else None
         self.context = IngressContext(
             hostname=settings.hostname,
             broker=self.broker,
@@ -133,8 +134,12 @@ class IngressService:
 
     def _factory(self, port: PortKind) -> Callable[[], IngressSMTP]:
         handler = self.handler
+        certificate = self.certificate
 
         def make() -> IngressSMTP:
+            # Called as the connection is accepted, before any TLS handshake on it.
+            if certificate is not None:
+                certificate.refresh()
             return IngressSMTP(handler, port=port)
 
         return make

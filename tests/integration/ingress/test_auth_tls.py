@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import aiosmtplib
+import trustme
 
 from tests.integration.ingress.conftest import (
     Incoming,
@@ -243,3 +244,62 @@ async def test_tls_below_1_2_is_refused(start_ingress: StartIngress, tls_files: 
     except (ssl.SSLError, ConnectionError):
         failed = True
     assert failed
+
+
+async def test_renewed_certificate_is_used_without_a_restart(
+    start_ingress: StartIngress, tmp_path: Path
+) -> None:
+    def issue(ca: trustme.CA) -> tuple[bytes, bytes, ssl.SSLContext]:
+        cert = ca.issue_cert("mx.staffetta.test", "127.0.0.1")
+        client = ssl.create_default_context()
+        ca.configure_trust(client)
+        return cert.private_key_and_cert_chain_pem.bytes(), cert.private_key_pem.bytes(), client
+
+    old_chain, old_key, trusts_old = issue(trustme.CA())
+    new_chain, new_key, trusts_new = issue(trustme.CA())
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(old_chain)
+    key_file.write_bytes(old_key)
+    ingress = await start_ingress(
+        tls_cert_file=str(cert_file),
+        tls_key_file=str(key_file),
+        submissions_listen="127.0.0.1:0",
+    )
+
+    async def handshakes(client: ssl.SSLContext) -> tuple[bool, bool]:
+        """(STARTTLS on the MTA port, implicit TLS) with a client trusting one CA."""
+        results = []
+        try:
+            smtp = await RawSMTP.connect(ingress.smtp_port)
+            await smtp.reply()
+            await smtp.command("EHLO c.test")
+            await starttls(smtp, client)
+            results.append((await smtp.command("NOOP")).startswith("250"))
+            await smtp.close()
+        except (ssl.SSLError, ConnectionError):
+            results.append(False)
+        try:
+            implicit = await RawSMTP.connect(ingress.submissions_port, tls=client)
+            results.append((await implicit.reply()).startswith("220 "))
+            await implicit.close()
+        except (ssl.SSLError, ConnectionError):
+            results.append(False)
+        return results[0], results[1]
+
+    async def eventually(client: ssl.SSLContext) -> tuple[bool, bool]:
+        deadline = time.monotonic() + 10  # the files are checked at most once a second
+        while True:
+            result = await handshakes(client)
+            if result == (True, True) or time.monotonic() > deadline:
+                return result
+            await asyncio.sleep(0.1)
+
+    assert await handshakes(trusts_old) == (True, True)
+    assert await handshakes(trusts_new) == (False, False)
+    # A half-done renewal (new certificate, old key) is not loaded: the old pair stays.
+    cert_file.write_bytes(new_chain)
+    await asyncio.sleep(1.1)  # past the check interval: the next connection looks at it
+    assert await handshakes(trusts_old) == (True, True)
+    key_file.write_bytes(new_key)
+    assert await eventually(trusts_new) == (True, True)
+    assert await handshakes(trusts_old) == (False, False)
