@@ -50,6 +50,7 @@ BROKER_DOWN_GREETING = Reply(421, "4.3.0", "Service not available, try again lat
 TOO_MANY_SESSIONS = Reply(421, "4.7.0", "Too many connections, try again later")
 EARLY_TALKER = Reply(554, "5.5.0", "Protocol error: talking before the greeting")
 LOCAL_ERROR = Reply(451, "4.3.0", "Local error in processing, try again later")
+IDLE_TIMEOUT = Reply(421, "4.4.2", "Error: timeout exceeded, closing connection")
 SHUTTING_DOWN = Reply(421, "4.3.2", "Service shutting down, try again later")
 AUTH_REQUIRED = Reply(530, "5.7.0", "Authentication required")
 AUTH_FAILED = Reply(535, "5.7.8", "Authentication credentials invalid")

@@ -142,6 +142,17 @@ class IngressSMTP(SMTP):
             self._reset_timeout()
         super().data_received(data)
 
+    def _timeout_cb(self) -> None:
+        """Idle for STAFFETTA_SMTP_IDLE_TIMEOUT: say so (as Postfix does), then hang up."""
+        transport = self.transport
+        if isinstance(transport, asyncio.WriteTransport) and not transport.is_closing():
+            log.info(
+                "idle session closed",
+                extra={"event": "idle_timeout", "client": self.client_address},
+            )
+            transport.write(f"{replies.IDLE_TIMEOUT}\r\n".encode())
+        super()._timeout_cb()  # type: ignore[no-untyped-call]
+
     def connection_lost(self, error: Exception | None) -> None:
         self.context.connections.discard(self)
         if self.in_transaction:

@@ -8,6 +8,7 @@ import time
 import pytest
 from prometheus_client import generate_latest
 
+from services.common.settings import load_settings
 from tests.integration.ingress.conftest import Incoming, StartIngress, until
 from tests.integration.ingress.rawsmtp import RawSMTP, transaction
 
@@ -102,9 +103,36 @@ async def test_idle_sessions_time_out(start_ingress: StartIngress) -> None:
     client = await RawSMTP.connect(ingress.smtp_port)
     await client.reply()
     started = time.monotonic()
+    assert (await client.reply(within=10)).startswith("421 4.4.2 ")
     assert await client.closed(within=10)
-    assert time.monotonic() - started < 5
+    assert 0.9 < time.monotonic() - started < 5
     await client.close()
+
+
+async def test_idle_timeout_mid_transaction_queues_nothing(
+    start_ingress: StartIngress, incoming: Incoming
+) -> None:
+    ingress = await start_ingress(smtp_idle_timeout="1s")
+    client = await RawSMTP.connect(ingress.smtp_port)
+    await client.reply()
+    await client.command("EHLO c.test")
+    await client.command("MAIL FROM:<a@s.test>")
+    await client.command("RCPT TO:<b@local.test>")
+    assert (await client.command("DATA")).startswith("354")
+    await client.send(b"Subject: abandoned\r\n\r\nno end of data")
+    assert (await client.reply(within=10)).startswith("421 4.4.2 ")
+    assert await client.closed(within=10)
+    await client.close()
+    assert await until(
+        lambda: ingress.metric("staffetta_ingress_messages_total", result="rejected") == 1
+    )
+    assert await incoming.count() == 0
+
+
+def test_the_idle_timeout_defaults_to_rfc_5321_five_minutes() -> None:
+    # RFC 5321 4.5.3.2.7: a server SHOULD wait at least 5 minutes for the next command.
+    assert load_settings({}).smtp_idle_timeout == 300.0
+    assert load_settings({"STAFFETTA_SMTP_IDLE_TIMEOUT": "10m"}).smtp_idle_timeout == 600.0
 
 
 async def test_a_slow_but_steady_data_transfer_is_not_idle(
