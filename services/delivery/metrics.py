@@ -111,8 +111,8 @@ class DeliveryMetrics:
             ),
             oldest_deferred=Gauge(
                 "staffetta_delivery_oldest_deferred_age_seconds",
-                "Age since acceptance of the oldest job this process deferred in its last "
-                "minute of work.",
+                "Age since acceptance of the oldest deferred job this process is waiting on "
+                "(take the max over replicas).",
                 registry=registry,
             ),
         )

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -21,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from services.common.amqp import Broker, BrokerUnavailable
 from services.common.envelope import DeliveryJob, RecipientResult, decode
+from services.delivery.deferred import DeferredTracker
 from services.delivery.maildir import Maildir, UnsafeMailbox
 from services.delivery.metrics import DeliveryMetrics
 from services.delivery.outcome import (
@@ -30,6 +30,7 @@ from services.delivery.outcome import (
     decide,
     describe,
     is_mail_loop,
+    next_retry_delay,
 )
 from services.delivery.relay import Relay, RelayReport
 from services.delivery.replies import local_result
@@ -39,7 +40,6 @@ log = logging.getLogger(__name__)
 
 UNSAFE_MAILBOX = "5.1.3"
 LOCAL_TROUBLE = "4.3.0"
-OLDEST_WINDOW = 60.0
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,11 @@ class Throttle:
 class Attempt:
     results: list[RecipientResult]
     note: str = ""
+
+
+def job_key(job: DeliveryJob) -> str:
+    """One message has one job per destination."""
+    return f"{job.queue_id}/{job.route}/{job.domain}"
 
 
 class DeliveryWorker:
@@ -73,7 +78,7 @@ class DeliveryWorker:
         self._policy = policy
         self._metrics = metrics
         self._clock = clock
-        self._deferrals: deque[tuple[float, float]] = deque()  # (when, accepted_at)
+        self._deferred = DeferredTracker()
 
     async def handle(self, message: AbstractIncomingMessage) -> None:
         try:
@@ -235,22 +240,19 @@ class DeliveryWorker:
         for bounce in (outcome.bounce, outcome.delay_notice):
             if bounce is not None:
                 metrics.bounce_jobs.labels(kind=bounce.kind).inc()
+        key = job_key(job)
+        self._deferred.seen(key)
         if outcome.retry is not None:
             metrics.retries.labels(attempt=str(min(job.attempts + 1, 10))).inc()
-            self._deferrals.append((now, job.accepted_at))
-        self._update_oldest(now)
+            delay = next_retry_delay(self._broker.topology.retry_schedule, outcome.retry.attempts)
+            self._deferred.deferred(key, job.accepted_at, now, delay)
+        self.refresh_gauges()
         metrics.jobs.labels(result="retried" if outcome.retry else "done").inc()
         self._log(job, outcome, note)
 
     def refresh_gauges(self) -> None:
-        """Age out the oldest-deferred gauge when no deferral happens for a while."""
-        self._update_oldest(self._clock())
-
-    def _update_oldest(self, now: float) -> None:
-        while self._deferrals and self._deferrals[0][0] < now - OLDEST_WINDOW:
-            self._deferrals.popleft()
-        oldest = min((accepted for _, accepted in self._deferrals), default=now)
-        self._metrics.oldest_deferred.set(max(now - oldest, 0.0))
+        """The oldest-deferred gauge, also when no job passes for a while."""
+        self._metrics.oldest_deferred.set(self._deferred.oldest_age(self._clock()))
 
     def _log(self, job: DeliveryJob, outcome: Outcome, note: str) -> None:
         for results, event in (

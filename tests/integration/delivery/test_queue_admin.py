@@ -66,6 +66,8 @@ async def test_list_delete_and_flush_deferred_mail(
         "two deferred jobs",
     )
 
+    assert delivery.metric("staffetta_delivery_oldest_deferred_age_seconds") > 0
+
     code, output = await _cli(delivery.prefix, "queue", "list", "--json")
     assert code == 0, output
     listed = {entry["queue_id"]: entry for entry in map(json.loads, output.splitlines())}
