@@ -211,7 +211,8 @@ def rows() -> list[RowSpec]:
                 ),
                 PanelSpec(
                     "Oldest deferred message",
-                    "Age since acceptance of the oldest job deferred in the last minute.",
+                    "Age since acceptance of the oldest deferred job still waiting (max over the "
+                    "delivery processes).",
                     "s",
                     [
                         Query(
