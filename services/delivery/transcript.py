@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from services.common.envelope import RecipientResult
-from services.delivery.replies import SmtpReply, local_result, result_from_reply
+from services.delivery.replies import SmtpReply, local_result, result_from_reply, status_of
 
 Phase = str  # "connect", "greeting", "ehlo", "starttls", "auth", "mail", "rcpt", "data"
 
@@ -109,6 +109,21 @@ def _session_reply(
                 recipient=r,
                 action="deferred",
                 status=AUTH_TROUBLE,
+                diagnostic=reply.diagnostic,
+                remote_mta=mta,
+            )
+            for r in recipients
+        }
+        return HostVerdict(results, try_next=True)
+    if phase == "greeting" and reply.is_permanent:
+        # Like Postfix's smtp_skip_5xx_greeting: a host refusing service as a
+        # whole is skipped; the message waits rather than bounces.
+        status = "4" + status_of(reply)[1:]
+        results = {
+            r: RecipientResult(
+                recipient=r,
+                action="deferred",
+                status=status,
                 diagnostic=reply.diagnostic,
                 remote_mta=mta,
             )

@@ -32,14 +32,16 @@ async def test_delivers_to_the_primary_mx(start_delivery: StartDelivery, mx: MxS
     assert delivery.metric("staffetta_delivery_duration_seconds_count", route="relay") == 1
 
 
-@pytest.mark.parametrize("trouble", ["refused", "greeting_421"])
+@pytest.mark.parametrize("trouble", ["refused", "greeting_421", "greeting_554"])
 async def test_backup_mx_when_the_primary_is_unavailable(
     start_delivery: StartDelivery, mx: MxServers, trouble: str
 ) -> None:
     if trouble == "refused":
         mx[0].refuse()
-    else:
+    elif trouble == "greeting_421":
         mx[0].greet_421()
+    else:
+        mx[0].greet_421(reply="554 5.3.2 no SMTP service here")
     delivery = await start_delivery()
     await delivery.submit(delivery.job(["a@example.test"]))
     received = await mx[1].messages_received(1)

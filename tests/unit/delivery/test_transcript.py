@@ -103,3 +103,12 @@ def test_reusable_only_after_a_clean_end() -> None:
     assert not Transcript(MTA, error="lost", error_phase="data").reusable
     assert not Transcript(MTA, rcpt={"a@d.test": SmtpReply(421, "4.3.2 bye")}).reusable
     assert not Transcript(MTA, reply=SmtpReply(554, "no"), reply_phase="greeting").reusable
+
+
+def test_5xx_greeting_skips_the_host_and_defers() -> None:
+    reply = SmtpReply(554, "5.3.2 no service for you")
+    verdict = judge(Transcript(MTA, reply=reply, reply_phase="greeting"), RCPTS)
+    assert verdict.try_next
+    assert verdict.of("deferred") == RCPTS
+    assert verdict.results["a@d.test"].status == "4.3.2"
+    assert verdict.results["a@d.test"].diagnostic == "554 5.3.2 no service for you"
