@@ -327,7 +327,13 @@ class IngressSMTP(SMTP):
     # -- addresses --------------------------------------------------------------
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
-        """aiosmtpd's parser, forgiving one trailing dot on the domain (``user@local.test.``)."""
+        """aiosmtpd's parser, forgiving one trailing dot on the domain (``user@local.test.``).
+
+        A CR or LF inside MAIL/RCPT (e.g. ``<b@local.test\\r>``) is refused: RFC 5322's
+        folding white space has no place in an SMTP command.
+        """
+        if "\r" in arg or "\n" in arg:
+            return None, None
         address, rest = super()._getaddr(arg)
         if address is None:
             retry = without_root_dot(arg)

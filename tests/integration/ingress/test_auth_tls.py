@@ -303,3 +303,33 @@ async def test_renewed_certificate_is_used_without_a_restart(
     key_file.write_bytes(new_key)
     assert await eventually(trusts_new) == (True, True)
     assert await handshakes(trusts_old) == (False, False)
+
+
+async def test_auth_lockout_ends_after_a_while(
+    start_ingress: StartIngress, users_file: Path
+) -> None:
+    ingress = await start_ingress(
+        users_file=str(users_file),
+        allow_plaintext_auth="true",
+        auth_max_failures="2",
+        auth_failure_delay="50ms",
+        auth_lockout="1s",
+    )
+    client = await RawSMTP.connect(ingress.submission_port, source="127.0.0.7")
+    await client.reply()
+    await client.command("EHLO c.test")
+    for _ in range(2):
+        assert (await client.command(f"AUTH PLAIN {plain('alice', 'guess')}")).startswith("535")
+    locked_at = time.monotonic()
+    right = f"AUTH PLAIN {plain('alice', 'wonderland')}"
+    assert (await client.command(right)).startswith("454 4.7.0 ")
+    deadline = locked_at + 10
+    while True:
+        reply = await client.command(right)
+        if not reply.startswith("454") or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.1)
+    assert reply.startswith("235 2.7.0 "), reply
+    assert time.monotonic() - locked_at >= 0.9  # refused for the whole lockout
+    assert ingress.metric("staffetta_ingress_rejections_total", stage="auth", status="4.7.0") >= 1
+    await client.close()

@@ -88,6 +88,50 @@ async def test_nul_and_invalid_utf8_get_clean_5xx(
     assert await incoming.count() == 0
 
 
+INJECTIONS = [
+    b"MAIL FROM:<a@s.test> BODY=8BITMIME\rX-Injected: yes",
+    b"MAIL FROM:<a@s.test> ENVID=x\rX-Injected:yes",
+    b"MAIL FROM:<a@s.test> AUTH=<>\rX-Injected:yes",
+    b"MAIL FROM:<a@s.test> X-Injected=yes",
+    b"MAIL FROM:<a@s.test> SIZE=10\x00X-Injected",
+    b"MAIL FROM:<a@s.test>\rX-Injected: yes",
+    b"MAIL FROM:<a@s.test\rX-Injected: yes>",
+]
+RCPT_INJECTIONS = [
+    b"RCPT TO:<b@local.test>\rX-Injected: yes",
+    b"RCPT TO:<b@local.test> ORCPT=rfc822;x\rX-Injected:yes",
+    b"RCPT TO:<b@local.test> NOTIFY=NEVER\rX-Injected: yes",
+    b"RCPT TO:<b@local.test\r>",
+    b"RCPT TO:<b@local.test\rX-Injected: yes>",
+]
+
+
+async def test_header_injection_through_mail_and_rcpt_parameters(
+    start_ingress: StartIngress, incoming: Incoming
+) -> None:
+    ingress = await start_ingress()
+    client = await greeted(ingress)
+    for line in INJECTIONS:
+        reply = await client.command(line)
+        assert reply[0] == "5" and reply.split(" ", 2)[1].count(".") == 2, (line, reply)
+    assert (await client.command(b"MAIL FROM:<a@s.test>")).startswith("250 ")
+    for line in RCPT_INJECTIONS:
+        reply = await client.command(line)
+        assert reply[0] == "5" and reply.split(" ", 2)[1].count(".") == 2, (line, reply)
+    # A bare CR at the end of a line is only white space; what follows the LF is
+    # one more command (refused), never part of the address or the message.
+    await client.send(b"RCPT TO:<b@local.test>\r\r\nX-Injected: yes\r\n")
+    assert (await client.reply()).startswith("250 2.1.5 ")
+    assert (await client.reply()).startswith("500 5.5.")
+    assert (await client.command("DATA")).startswith("354")
+    await client.send(b"Subject: clean\r\n\r\nbody\r\n.\r\n")
+    assert (await client.reply()).startswith("250 2.0.0 ")
+    await client.close()
+    queued = await incoming.get()
+    assert (queued.envelope.sender, queued.envelope.recipients) == ("a@s.test", ["b@local.test"])
+    assert b"X-Injected" not in queued.body and b"\r\r" not in queued.body
+
+
 async def send_as_alice(ingress: Running, subject: str) -> str:
     client = await RawSMTP.connect(ingress.submission_port)
     await client.reply()
@@ -233,3 +277,39 @@ async def test_proxy_protocol_refuses_what_is_not_a_trusted_header(
     assert (await client.reply()).startswith("421 4.7.0 ")
     assert await client.closed()
     await client.close()
+
+
+async def test_proxy_protocol_on_submission_limits_see_the_real_client(
+    start_ingress: StartIngress, users_file: Path
+) -> None:
+    ingress = await start_ingress(
+        proxy_protocol="true",
+        proxy_networks="127.0.0.1/32",
+        users_file=str(users_file),
+        allow_plaintext_auth="true",
+        auth_max_failures="1",
+        auth_failure_delay="10ms",
+        max_sessions_per_ip="1",
+    )
+
+    async def via_proxy(real_client: str) -> tuple[RawSMTP, str]:
+        client = await RawSMTP.connect(ingress.submission_port)
+        await client.send(f"PROXY TCP4 {real_client} 127.0.0.1 40000 587\r\n")
+        return client, await client.reply()
+
+    first, greeting = await via_proxy("192.0.2.10")
+    assert greeting.startswith("220 ")
+    await first.command("EHLO c.test")
+    assert (await first.command(f"AUTH PLAIN {plain('alice', 'bad')}")).startswith("535")
+    assert (await first.command(f"AUTH PLAIN {plain('alice', 'wonderland')}")).startswith("454")
+    # Same load balancer, same real client: the per-address session cap applies to it...
+    again, greeting = await via_proxy("192.0.2.10")
+    assert greeting.startswith("421 4.7.0 ")
+    await again.close()
+    # ...while another real client behind the same balancer is neither capped nor locked out.
+    second, greeting = await via_proxy("192.0.2.11")
+    assert greeting.startswith("220 ")
+    await second.command("EHLO c.test")
+    assert (await second.command(f"AUTH PLAIN {plain('alice', 'wonderland')}")).startswith("235")
+    await second.close()
+    await first.close()
