@@ -89,12 +89,29 @@ def rows() -> list[RowSpec]:
                     "Message bytes accepted and queued per second.",
                     "Bps",
                     [Query(rate("staffetta_ingress_received_bytes_total"), "bytes")],
+                    width=6,
                 ),
                 PanelSpec(
                     "Recipients routed",
                     "Final recipients per second after alias expansion: local or relay.",
                     "ops",
                     [Query(rate("staffetta_router_recipients_total", "route"), "{{route}}")],
+                    width=6,
+                ),
+                PanelSpec(
+                    "Top sending accounts",
+                    "Messages per second from authenticated accounts (submission), the ten "
+                    "busiest; past the ingress's account limit the rest add up as _other.",
+                    "ops",
+                    [
+                        Query(
+                            "topk(10, "
+                            + rate("staffetta_ingress_account_messages_total", "account")
+                            + ")",
+                            "{{account}}",
+                        )
+                    ],
+                    width=6,
                 ),
                 PanelSpec(
                     "Router outcomes",
@@ -102,6 +119,7 @@ def rows() -> list[RowSpec]:
                     "rejected (unreadable envelope).",
                     "ops",
                     [Query(rate("staffetta_router_messages_total", "result"), "{{result}}")],
+                    width=6,
                 ),
             ],
         ),

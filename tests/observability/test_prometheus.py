@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from tests.observability.catalog import RULES, load_dashboard, load_rules, panel_queries
-from tests.observability.traffic import send_traffic
+from tests.observability.traffic import send_traffic, traffic_env
 from tests.support.mx_server import MxServers
 from tests.support.stack import Stack, free_port, wait_until
 
@@ -140,7 +140,7 @@ def prometheus(tmp_path: Path) -> Iterator[list[Prometheus]]:
 def test_every_dashboard_and_alert_query_on_a_real_prometheus(
     stack_factory: Any, mx: MxServers, prometheus: list[Prometheus], tmp_path: Path
 ) -> None:
-    stack: Stack = stack_factory(STAFFETTA_GREET_PAUSE="300ms")
+    stack: Stack = stack_factory(**traffic_env(tmp_path / "settings"))
     targets = [f"127.0.0.1:{process.http_port}" for process in stack.processes]
     server = Prometheus(tmp_path / "prometheus", targets)
     prometheus.append(server)

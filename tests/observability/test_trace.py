@@ -11,7 +11,15 @@ from typing import Any
 
 import pytest
 
-from tests.observability.traffic import DEFERRED, LOCAL, REFUSED, RELAYED, SENDER, send_traffic
+from tests.observability.traffic import (
+    DEFERRED,
+    LOCAL,
+    REFUSED,
+    RELAYED,
+    SENDER,
+    send_traffic,
+    traffic_env,
+)
 from tests.support.mx_server import MxServers
 from tests.support.stack import Stack
 
@@ -53,7 +61,7 @@ def index(lines: list[str], *words: str) -> int:
 def test_trace_follows_a_message_and_its_dsn(
     stack_factory: Any, mx: MxServers, tmp_path: Path
 ) -> None:
-    stack: Stack = stack_factory(STAFFETTA_GREET_PAUSE="300ms")
+    stack: Stack = stack_factory(**traffic_env(tmp_path / "settings"))
     queue_id = send_traffic(stack, mx).queue_id
     codes = stack.stop()  # SIGTERM: every service finishes and flushes its log
     assert set(codes.values()) == {0}, stack.logs()
