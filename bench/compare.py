@@ -110,16 +110,18 @@ def run_one(
 
 
 def run_compare(plan: ComparePlan, progress: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """Every scheduled run, then (with a profile folder) one extra Staffetta run per size
+    under py-spy, marked ``profiled`` and left out of the summary (py-spy costs CPU)."""
     results = []
-    profiled: set[int] = set()
-    for repetition, size, name in schedule(plan):
-        progress(f"run {repetition}/{plan.runs}: {name}, {size} bytes x {plan.count}")
-        profile_as = None
-        if name == "staffetta" and size not in profiled:  # the first run of each size
-            profiled.add(size)
-            profile_as = f"staffetta-{size}"
-        result = run_one(name, size, plan, profile_as)
+    extra = [(plan.runs + 1, size, "staffetta") for size in plan.sizes]
+    wanted = plan.profile_dir is not None and "staffetta" in plan.systems
+    for repetition, size, name in schedule(plan) + (extra if wanted else []):
+        profiled = repetition > plan.runs
+        label = "profiled run" if profiled else f"run {repetition}/{plan.runs}"
+        progress(f"{label}: {name}, {size} bytes x {plan.count}")
+        result = run_one(name, size, plan, f"staffetta-{size}" if profiled else None)
         result["repetition"] = repetition
+        result["profiled"] = profiled
         results.append(result)
         if "error" in result:
             progress(f"  failed: {result['error'].splitlines()[0]}")

@@ -79,6 +79,7 @@ METRICS: dict[str, Any] = {
 
 def aggregate(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Median and min-max per (size, system), in the order first seen."""
+    runs = [run for run in runs if not run.get("profiled")]
     keys: list[tuple[int, str]] = []
     for run in runs:
         if "error" not in run and (run["size"], run["system"]) not in keys:

@@ -1,10 +1,12 @@
 """Postfix's smtp-sink as the remote MX, dumping each message so it can be counted and timed.
 
 ``smtp-sink -d DIR/`` writes one file per mail transaction. A harvester thread reads
-the ``X-Rcpt-Args`` line of each finished file (the recipient carries smtp-source's
-``-N`` sequence number, or the sweep client's own), keeps the file's modification time
-as the delivery instant, and deletes the file. The dump folder lives in /dev/shm so
-the sink's own disk writes never compete with the queues being measured.
+the ``X-Rcpt-Args`` line of each new file (the recipient carries smtp-source's ``-N``
+sequence number, or the sweep client's own) to count arrivals. Files are kept until
+the run ends: a file is created at MAIL and grows until the final ".", so its
+modification time, read once everything has arrived and settled, is the instant
+the message was delivered. The dump folder lives in /dev/shm so the sink's writes
+never compete with the queues being measured (memory: count x size per run).
 Linux stamps mtimes with the coarse clock: delivery instants are up to ~4 ms early.
 """
 
@@ -24,7 +26,7 @@ from pathlib import Path
 from bench.net import free_port, wait_for_port
 
 RCPT = re.compile(rb"^X-Rcpt-Args: <(\d+)([^@>]*)@", re.MULTILINE)
-SETTLE = 0.25  # a dump file untouched this long is complete (loopback writes take < 1 ms)
+SETTLE = 0.5  # after the last arrival, time for the final writes before reading mtimes
 
 
 def parse_dump(head: bytes) -> tuple[str, int] | None:
@@ -44,8 +46,9 @@ class Sink:
         self.port = free_port(host)
         self.user = user
         self.folder = Path(tempfile.mkdtemp(prefix="staffetta-bench-sink-", dir=shm))
-        self.delivered: dict[str, dict[int, float]] = {}
-        self.unparsed = 0
+        self.files: dict[str, dict[int, str]] = {}  # tag -> sequence number -> file name
+        self._seen: set[str] = set()
+        self._harvesting = threading.Lock()
         self.process: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -73,12 +76,21 @@ class Sink:
         return self.process.stderr.read().decode(errors="replace")
 
     def count(self, tag: str) -> int:
+        """Distinct sequence numbers of ``tag`` seen so far (a redelivery counts once)."""
         with self._lock:
-            return len(self.delivered.get(tag, {}))
+            return len(self.files.get(tag, {}))
 
-    def times(self, tag: str) -> dict[int, float]:
+    def times(self, tag: str, settle: float = SETTLE) -> dict[int, float]:
+        """Delivery instant per sequence number: the dump's mtime once it stopped growing."""
+        time.sleep(settle)
+        self.harvest()
         with self._lock:
-            return dict(self.delivered.get(tag, {}))
+            names = dict(self.files.get(tag, {}))
+        found = {}
+        for number, name in names.items():
+            with contextlib.suppress(FileNotFoundError):
+                found[number] = os.stat(self.folder / name).st_mtime
+        return found
 
     def wait_for(self, tag: str, count: int, timeout: float) -> bool:
         """Until ``count`` messages of ``tag`` arrived; False at the deadline (never raises)."""
@@ -91,28 +103,28 @@ class Sink:
 
     def _harvest_loop(self) -> None:
         while not self._stop.wait(0.05):
-            self.harvest(settle=SETTLE)
+            self.harvest()
 
-    def harvest(self, settle: float) -> None:
-        now = time.time()
+    def harvest(self) -> None:
+        """Name the new dump files whose recipient line has been written."""
+        with self._harvesting:
+            self._harvest()
+
+    def _harvest(self) -> None:
         with os.scandir(self.folder) as entries:
-            for entry in entries:
-                with contextlib.suppress(FileNotFoundError):
-                    self._take(entry, now, settle)
-
-    def _take(self, entry: os.DirEntry[str], now: float, settle: float) -> None:
-        mtime = entry.stat().st_mtime
-        if now - mtime < settle:
-            return
-        with open(entry.path, "rb") as dump:
-            head = dump.read(4096)
-        os.unlink(entry.path)
-        found = parse_dump(head)
-        with self._lock:
+            names = [entry.name for entry in entries if entry.name not in self._seen]
+        for name in names:
+            try:
+                with open(self.folder / name, "rb") as dump:
+                    head = dump.read(4096)
+            except FileNotFoundError:
+                continue
+            found = parse_dump(head)
             if found is None:
-                self.unparsed += 1
-            else:
-                self.delivered.setdefault(found[0], {})[found[1]] = mtime
+                continue  # before RCPT: look again next time
+            with self._lock:
+                self._seen.add(name)
+                self.files.setdefault(found[0], {}).setdefault(found[1], name)
 
     def stop(self) -> None:
         self._stop.set()

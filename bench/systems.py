@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import shutil
+import subprocess
 import tempfile
 import uuid
 from pathlib import Path
 from typing import Protocol
 
+import aio_pika
+
 from tests.support.dns_server import DnsServer
-from tests.support.stack import Stack
+from tests.support.stack import AMQP_URL, Stack
 
 SERVICES = ("ingress", "router", "delivery", "bounce")
 
@@ -122,6 +126,35 @@ class Staffetta:
                 self.stack.stop()
             with contextlib.suppress(Exception):
                 self.stack.delete_queues()
+            with contextlib.suppress(Exception):
+                asyncio.run(delete_queues_named(queues_with_prefix(self.stack.prefix)))
         if self.dns is not None:
             self.dns.stop()
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def queues_with_prefix(prefix: str) -> list[str]:
+    """Queues a service declared beyond the shared topology list (``rabbitmqctl``)."""
+    if shutil.which("rabbitmqctl") is None:
+        return []
+    listed = subprocess.run(
+        ["rabbitmqctl", "-q", "list_queues", "name"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return [name for name in listed.stdout.split() if name.startswith(f"{prefix}.")]
+
+
+async def delete_queues_named(names: list[str]) -> None:
+    if not names:
+        return
+    connection = await aio_pika.connect(AMQP_URL)
+    async with connection:
+        for name in names:
+            channel = await connection.channel()
+            with contextlib.suppress(Exception):
+                await channel.queue_delete(name, if_unused=False, if_empty=False)
+            with contextlib.suppress(Exception):
+                await channel.close()
