@@ -120,6 +120,10 @@ class Settings(BaseSettings):
     account_max_per_hour: int = Field(default=0, ge=0)
     account_max_per_day: int = Field(default=0, ge=0)
     account_monthly_quota: int = Field(default=0, ge=0)
+    # Ingress: lines `account|address|network name=N ...` (hour, day, month,
+    # recipients): per-account overrides of the limits above, and limits per client
+    # address for the networks listed; reloaded on change.
+    sending_limits_file: Path | None = None
     # Ingress: at most this many accounts get their own `account` label on the
     # per-account metrics; the others are summed under account="_other".
     account_metrics_limit: int = Field(default=100, ge=0)
@@ -279,6 +283,7 @@ class Settings(BaseSettings):
             "aliases_file",
             "users_file",
             "sender_logins_file",
+            "sending_limits_file",
             "smarthost_password_file",
         ):
             path = getattr(self, name)

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 from services.common.addressing import normalize_address
 from services.common.amqp import Broker, BrokerUnavailable
 from services.common.envelope import AcceptedMessage, new_queue_id
-from services.ingress import message, policy, replies, senders
+from services.ingress import message, policy, quota, replies, senders
 from services.ingress.auth import AuthGuard, GuardSettings, UserDirectory
 from services.ingress.directory import ReloadingDirectory, ReloadingTable
 from services.ingress.metrics import IngressMetrics
-from services.ingress.quota import SendingLimits
+from services.ingress.quota import LimitsTable, SendingLimits
 from services.ingress.replies import Reply
 from services.ingress.sessions import SessionTable
 from services.ingress.usage import MemoryUsageStore, UsageStore
@@ -52,6 +52,7 @@ class IngressContext:
     usage: UsageStore = field(default_factory=MemoryUsageStore)
     proxy_networks: tuple[policy.IPNetwork, ...] | None = None  # None: no PROXY protocol
     sender_logins: ReloadingTable[senders.SenderLogins] | None = None  # None: any sender
+    limits_table: ReloadingTable[LimitsTable] | None = None  # the sending limits file
     stopping: bool = False
     drained: asyncio.Event = field(default_factory=asyncio.Event)  # set once stopping and idle
     connections: set[IngressSMTP] = field(default_factory=set)
@@ -128,12 +129,17 @@ class IngressHandler:
     ) -> str:
         if not _is_clean(address):
             return self._reject("rcpt", replies.BAD_ADDRESS)
+        limits = self.context.limits
+        if server.counted:
+            limits = policy.Limits(
+                limits.max_message_size, quota.max_recipients(limits.max_recipients, server.counted)
+            )
         reply = policy.check_recipient(
             server.client(),
             address,
             self.context.directory.current(),
             len(envelope.rcpt_tos),
-            self.context.limits,
+            limits,
         )
         duplicate = normalize_address(address) in {
             normalize_address(known) for known in envelope.rcpt_tos
@@ -203,8 +209,9 @@ class IngressHandler:
         context.metrics.publish_seconds.observe(time.monotonic() - started)
         if client.user:
             context.metrics.account_accepted(client.user, len(recipients))
-            if context.sending_limits.enabled:
-                await context.usage.record(client.user, accepted.accepted_at)
+        for item in server.counted:
+            if item.limits.enabled:
+                await context.usage.record(item.key, accepted.accepted_at)
         context.metrics.received_bytes.inc(len(data))
         log.info(
             "message queued",

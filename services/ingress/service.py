@@ -18,7 +18,7 @@ from services.ingress.directory import ReloadingDirectory, ReloadingTable
 from services.ingress.handler import IngressContext, IngressHandler
 from services.ingress.metrics import IngressMetrics
 from services.ingress.policy import Limits, PortKind, parse_networks
-from services.ingress.quota import SendingLimits
+from services.ingress.quota import LimitsTable, SendingLimits, parse_limits
 from services.ingress.senders import SenderLogins, load_sender_logins
 from services.ingress.sessions import SessionTable
 from services.ingress.smtp import IngressSMTP
@@ -98,6 +98,7 @@ class IngressService:
                 parse_networks(settings.proxy_networks) if settings.proxy_protocol else None
             ),
             sender_logins=sender_logins(settings),
+            limits_table=limits_table(settings),
         )
         self.handler = IngressHandler(self.context)
         self._servers: list[asyncio.Server] = []
@@ -171,6 +172,15 @@ def sender_logins(settings: Settings) -> ReloadingTable[SenderLogins] | None:
     if path is None:
         return None
     return ReloadingTable((path,), lambda: load_sender_logins(path), "sender_logins")
+
+
+def limits_table(settings: Settings) -> ReloadingTable[LimitsTable] | None:
+    path = settings.sending_limits_file
+    if path is None:
+        return None
+    return ReloadingTable(
+        (path,), lambda: parse_limits(path.read_text().splitlines()), "sending_limits"
+    )
 
 
 def build(settings: Settings) -> IngressService:

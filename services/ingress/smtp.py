@@ -78,6 +78,7 @@ class IngressSMTP(SMTP):
         self.port_kind: PortKind = port
         self.implicit_tls = port == "submissions"
         self.in_transaction = False
+        self.counted: tuple[quota.Counted, ...] = ()  # the sending limits of this transaction
         self._client_ip = ""
         self._counted_address: str | None = None
         self._greeted = False
@@ -312,16 +313,21 @@ class IngressSMTP(SMTP):
         return AuthResult(success=False, handled=False)
 
     async def sender_gate(self) -> Reply | None:
-        """A refusal of MAIL that does not depend on the address (AUTH, sending limits)."""
+        """A refusal of MAIL that does not depend on the address (AUTH, broker, sending limits)."""
         user = self.authenticated_user
         if self.port_kind != "smtp" and not user:
             return replies.AUTH_REQUIRED
         if not self.context.broker.ready:
             return replies.BROKER_DOWN  # say so now, before the client sends the message
-        limits = self.context.sending_limits
-        if user and limits.enabled:
-            usage = await self.context.usage.usage(user, time.time())
-            return quota.check(limits, usage)
+        context = self.context
+        table = context.limits_table.current() if context.limits_table is not None else None
+        self.counted = quota.applicable(table, context.sending_limits, user, self.client_address)
+        now = time.time()
+        for item in self.counted:
+            if item.limits.enabled:
+                refusal = quota.check(item.limits, await context.usage.usage(item.key, now))
+                if refusal is not None:
+                    return refusal
         return None
 
     # -- addresses --------------------------------------------------------------
