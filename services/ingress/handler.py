@@ -129,11 +129,10 @@ class IngressHandler:
     ) -> str:
         if not _is_clean(address):
             return self._reject("rcpt", replies.BAD_ADDRESS)
-        limits = self.context.limits
-        if server.counted:
-            limits = policy.Limits(
-                limits.max_message_size, quota.max_recipients(limits.max_recipients, server.counted)
-            )
+        limits = self.context.limits  # a sending limits line may allow fewer recipients
+        limits = policy.Limits(
+            limits.max_message_size, quota.max_recipients(limits.max_recipients, server.counted)
+        )
         reply = policy.check_recipient(
             server.client(),
             address,
