@@ -49,6 +49,9 @@ class ConnectionPool:
     def idle_count(self) -> int:
         return sum(len(entries) for entries in self._idle.values())
 
+    def idle(self) -> list[Connection]:
+        return [connection for entries in self._idle.values() for connection in entries]
+
     def take(self, key: PoolKey) -> Connection | None:
         """The most recently used idle session to ``key``, if one is still fresh."""
         self.prune()

@@ -353,6 +353,7 @@ class MxServers:
         require_auth: bool = False,
         auth_require_tls: bool | None = None,
         smtputf8: bool = True,
+        idle_timeout: float = 300.0,
     ) -> None:
         """``tls_context`` offers STARTTLS; ``implicit_tls_context`` wraps every connection.
 
@@ -370,6 +371,7 @@ class MxServers:
         self.users = users
         self.require_auth = require_auth
         self.smtputf8 = smtputf8
+        self.idle_timeout = idle_timeout  # the server closes a session idle this long
         self.auth_require_tls = (
             tls_context is not None if auth_require_tls is None else (auth_require_tls)
         )
@@ -430,6 +432,7 @@ class MxServers:
             tls_context=self.tls_context,
             auth_require_tls=self.auth_require_tls,
             enable_SMTPUTF8=self.smtputf8,
+            timeout=self.idle_timeout,
             loop=self._loop,
             **options,
         )

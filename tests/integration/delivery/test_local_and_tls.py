@@ -173,6 +173,21 @@ async def test_smarthost_certificate_for_another_name_defers(
         assert delivery.bounces.empty()
 
 
+async def test_smarthost_without_starttls_defers_when_tls_is_required(
+    start_delivery: StartDelivery,
+) -> None:
+    with MxServers(count=1, first_address=4) as sh:
+        delivery = await start_delivery(SMARTHOST=f"127.0.0.4:{sh.port}", SMARTHOST_TLS="starttls")
+        await delivery.submit(delivery.job(["a@anywhere.test"], domain="anywhere.test"))
+        await wait_for(
+            lambda: delivery.metric("staffetta_delivery_retries_total", attempt="1") == 1,
+            10,
+            "a deferral",
+        )
+        assert sh[0].messages == []
+        assert delivery.bounces.empty()
+
+
 async def test_smarthost_refusing_our_password_defers(
     start_delivery: StartDelivery, tmp_path: Path
 ) -> None:

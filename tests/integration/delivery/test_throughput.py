@@ -31,6 +31,26 @@ async def test_cached_session_is_reused_with_rset(
     )
 
 
+async def test_a_cached_session_closed_by_the_server_is_replaced(
+    start_delivery: StartDelivery, mx: MxServers
+) -> None:
+    with MxServers(count=1, idle_timeout=0.3) as fleet:
+        delivery = await start_delivery(
+            CONNECTION_CACHE_TIME="30s", REMOTE_SMTP_PORT=str(fleet.port)
+        )
+        await delivery.submit(delivery.job(["a@example.test"]))
+        await fleet[0].messages_received(1)
+        pool = delivery.service.pool
+        await wait_for(lambda: pool.idle_count() == 1, 5, "the session to be cached")
+        [cached] = pool.idle()
+        await wait_for(lambda: not cached.client.is_connected, 5, "the server to hang up")
+        await delivery.submit(delivery.job(["b@example.test"]))
+        received = await fleet[0].messages_received(2)
+        assert received[1].recipients == ["b@example.test"]
+        assert fleet[0].connections == 2
+        assert delivery.bounces.empty()
+
+
 async def test_without_the_cache_every_message_connects(
     start_delivery: StartDelivery, mx: MxServers
 ) -> None:
