@@ -13,6 +13,7 @@ from tests.integration.ingress.conftest import (
     Incoming,
     Running,
     StartIngress,
+    Tls,
     htpasswd_line,
 )
 from tests.integration.ingress.rawsmtp import RawSMTP, plain, transaction
@@ -151,3 +152,29 @@ async def test_auth_on_the_mta_port_is_restricted_too(restricted: Running) -> No
     assert (await client.command("MAIL FROM:<alice@local.test>")).startswith("553 5.7.1 ")
     assert (await client.command("MAIL FROM:<ci@apps.test>")).startswith("250 ")
     await client.close()
+
+
+async def test_swaks_with_starttls_and_auth_is_held_to_its_senders(
+    start_ingress: StartIngress, accounts: Path, sender_logins: Path, tls_files: Tls
+) -> None:
+    ingress = await start_ingress(
+        users_file=str(accounts),
+        sender_logins_file=str(sender_logins),
+        tls_cert_file=str(tls_files.cert_file),
+        tls_key_file=str(tls_files.key_file),
+    )
+
+    async def swaks(sender: str) -> tuple[int | None, str]:
+        process = await asyncio.create_subprocess_exec(
+            "swaks", "--server", f"127.0.0.1:{ingress.submission_port}", "--tls",
+            "--auth", "PLAIN", "--auth-user", "bob", "--auth-password", "builder",
+            "--from", sender, "--to", "x@remote.test", "--header", "Subject: swaks",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        output, _ = await asyncio.wait_for(process.communicate(), 30)
+        return process.returncode, output.decode()
+
+    code, output = await swaks("alice@local.test")
+    assert code != 0 and "<~* 553 5.7.1 " in output, output  # <~: over TLS
+    code, output = await swaks("team@local.test")
+    assert code == 0 and "<~  250 2.0.0 Ok: queued as " in output, output
