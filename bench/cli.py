@@ -108,10 +108,18 @@ def main(argv: list[str] | None = None) -> int:
     runs = run_compare(plan)
     rows = aggregate(runs)
     ratio_rows = ratios(rows)
-    document.update({"runs": runs, "summary": rows, "ratios": ratio_rows})
+    variants = {row["system"] for row in rows if row["system"].startswith("staffetta-")}
+    loop_ratios = {name: ratios(rows, name, "staffetta") for name in sorted(variants)}
+    document.update(
+        {"runs": runs, "summary": rows, "ratios": ratio_rows, "loop_ratios": loop_ratios}
+    )
     path = write_json(args.output, f"compare-{stamp}.json", document)
     print()
     print(table(rows, ratio_rows))
+    for name, found in loop_ratios.items():
+        for entry in found:
+            parts = [f"{k} x{v:.2f}" for k, v in entry.items() if k != "size" and v is not None]
+            print(f"{name} / staffetta, {entry['size']} bytes: " + ", ".join(parts))
     hotspots_note(runs)
     print(f"\nJSON: {path}")
     return 0
@@ -120,7 +128,10 @@ def main(argv: list[str] | None = None) -> int:
 def hotspots_note(runs: list[dict[str, Any]]) -> None:
     for run in runs:
         for service, spots in (run.get("hotspots") or {}).items():
-            print(f"\nhotspots {service} ({run['size']} bytes, {spots['samples']} samples):")
+            print(
+                f"\nhotspots {service} ({run['size']} bytes, {spots['samples']} samples, "
+                f"{spots['event_loop_share']:.0%} in the asyncio loop and socket calls):"
+            )
             for entry in spots["self"][:6]:
                 print(f"  self {entry['share']:6.1%}  {entry['function']}")
             for entry in spots["services_inclusive"][:6]:

@@ -41,11 +41,15 @@ def make_system(name: str, plan: ComparePlan) -> System:
         return Ceiling()
     if name == "postfix":
         return PostfixRelay()
-    if name == "staffetta":
+    if name == "staffetta" or name.startswith("staffetta-"):
+        loop = name.partition("-")[2] or None  # staffetta-uvloop, staffetta-asyncio: A/B
         return Staffetta(
-            delivery_replicas=plan.delivery_replicas, route=plan.route, log_level=plan.log_level
+            delivery_replicas=plan.delivery_replicas,
+            route=plan.route,
+            log_level=plan.log_level,
+            loop=loop,
         )
-    raise ValueError(f"unknown system {name!r} (ceiling, postfix, staffetta)")
+    raise ValueError(f"unknown system {name!r} (ceiling, postfix, staffetta[-uvloop|-asyncio])")
 
 
 def schedule(plan: ComparePlan) -> list[tuple[int, int, str]]:
@@ -78,7 +82,8 @@ def run_one(
         _warm(system, sink, plan, size)
         own = system.groups()
         groups = {**own, "rabbitmq": find_pids("beam.smp"), "sink": [sink.pid]}
-        system_groups = [*own, "rabbitmq"] if name == "staffetta" else list(own)
+        staffetta = isinstance(system, Staffetta)
+        system_groups = [*own, "rabbitmq"] if staffetta else list(own)
         profiler = None
         if profile_as and plan.profile_dir and isinstance(system, Staffetta):
             profiler = Profiler(plan.profile_dir / profile_as, system.pids())

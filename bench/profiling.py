@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 FRAME_LINE = re.compile(r":\d+\)$")
+ENTRY_FRAMES = ("(services/cli.py)", "(services/common/runner.py)")  # in every stack
+LOOP_FILES = ("(asyncio/", "(selectors.py)")
 
 
 def py_spy() -> str | None:
@@ -52,10 +54,12 @@ class Hotspots:
     samples: int
     self_time: list[tuple[str, float]]  # function, share of samples
     own_inclusive: list[tuple[str, float]]  # our functions (services/), inclusive share
+    loop_share: float  # self time in asyncio's loop and transports (socket syscalls included)
 
     def as_dict(self) -> dict[str, object]:
         return {
             "samples": self.samples,
+            "event_loop_share": self.loop_share,
             "self": [{"function": f, "share": s} for f, s in self.self_time],
             "services_inclusive": [{"function": f, "share": s} for f, s in self.own_inclusive],
         }
@@ -65,17 +69,21 @@ def summarise(stacks: list[tuple[list[str], int]], top: int = 12) -> Hotspots:
     total = sum(count for _, count in stacks) or 1
     leaves: Counter[str] = Counter()
     own: Counter[str] = Counter()
+    loop = 0
     for frames, count in stacks:
         # py-spy puts the thread name first; the leaf is last.
         real = [frame for frame in frames if "(" in frame]
         if real:
             leaves[real[-1]] += count
+            loop += count if any(mark in real[-1] for mark in LOOP_FILES) else 0
         for name in {frame for frame in real if "(services/" in frame}:
-            own[name] += count
+            if not name.endswith(ENTRY_FRAMES):
+                own[name] += count
     return Hotspots(
         samples=total,
         self_time=[(name, count / total) for name, count in leaves.most_common(top)],
         own_inclusive=[(name, count / total) for name, count in own.most_common(top)],
+        loop_share=loop / total,
     )
 
 

@@ -151,7 +151,7 @@ async def sweep_system(
     system: System, sink: Sink, rates: Sequence[float], seconds: float, connections: int, size: int
 ) -> list[dict[str, Any]]:
     own = system.groups()
-    groups = [*own, "rabbitmq"] if system.name == "staffetta" else list(own)
+    groups = [*own, "rabbitmq"] if system.name.startswith("staffetta") else list(own)
     pool = ClientPool(system.host, system.port, connections)
     await pool.open()
     steps = []

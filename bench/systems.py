@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import shutil
 import subprocess
+import sys
 import tempfile
 import uuid
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Protocol
 import aio_pika
 
 from tests.support.dns_server import DnsServer
-from tests.support.stack import AMQP_URL, Stack
+from tests.support.stack import AMQP_URL, ServiceProcess, Stack
 
 SERVICES = ("ingress", "router", "delivery", "bounce")
 
@@ -51,6 +52,30 @@ class Ceiling:
         return None
 
 
+class LoopServiceProcess(ServiceProcess):
+    """A service started through ``bench.loop_cli`` on the event loop named ``loop``."""
+
+    loop: str = "asyncio"
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        command = [sys.executable, "-m", "bench.loop_cli", self.loop, self.name]
+        self.process = subprocess.Popen(command, env=self.env, stdout=log, stderr=log)
+        log.close()
+
+
+class LoopStack(Stack):
+    """The harness's stack, each service on an explicitly chosen event loop."""
+
+    loop: str = "asyncio"
+
+    def _make(self, name: str, index: int) -> ServiceProcess:
+        made = super()._make(name, index)
+        process = LoopServiceProcess(made.name, made.http_port, made.env, made.log_path)
+        process.loop = self.loop
+        return process
+
+
 class Staffetta:
     """The four services as processes on a unique AMQP prefix, relaying to the sink.
 
@@ -67,11 +92,15 @@ class Staffetta:
         delivery_replicas: int = 1,
         route: str = "mx",
         log_level: str = "INFO",
+        loop: str | None = None,
     ) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="staffetta-bench-stack-", dir=base))
         self.delivery_replicas = delivery_replicas
         self.route = route
         self.log_level = log_level
+        self.loop = loop  # None: whatever the runner picks; "uvloop"/"asyncio": forced
+        if loop is not None:
+            self.name = f"staffetta-{loop}"
         self.dns: DnsServer | None = None
         self.stack: Stack | None = None
         self.host = "127.0.0.1"
@@ -92,13 +121,16 @@ class Staffetta:
         return env
 
     def start(self, sink_host: str, sink_port: int) -> None:
-        self.stack = Stack(
+        kind = Stack if self.loop is None else LoopStack
+        self.stack = kind(
             self.folder,
             extra_env=self._env(sink_host, sink_port),
             delivery_replicas=self.delivery_replicas,
             prefix=f"bench-{uuid.uuid4().hex[:8]}",
         )
         self.port = self.stack.smtp_port
+        if isinstance(self.stack, LoopStack) and self.loop is not None:
+            self.stack.loop = self.loop
         self.stack.start(timeout=60)
 
     def groups(self) -> dict[str, list[int]]:

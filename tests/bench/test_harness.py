@@ -154,6 +154,7 @@ def test_profile_summary_counts_leaves_and_our_functions() -> None:
     assert spots.samples == 100
     assert spots.self_time[0] == ("select (selectors.py)", 0.7)
     assert spots.own_inclusive == [("handle (services/ingress/handler.py)", 0.3)]
+    assert spots.loop_share == pytest.approx(0.7)
 
 
 def test_sweep_message_knee_and_step_summary() -> None:
