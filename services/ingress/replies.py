@@ -59,7 +59,9 @@ AUTH_OK = Reply(235, "2.7.0", "Authentication successful")
 AUTH_UNAVAILABLE = Reply(502, "5.5.1", "AUTH not available")
 AUTH_LOCKED = Reply(454, "4.7.0", "Too many failed authentications, try again later")
 RATE_LIMITED = Reply(450, "4.7.1", "Sending rate limit exceeded, try again later")
-QUOTA_EXCEEDED = Reply(550, "5.7.1", "Sending quota exceeded")
+QUOTA_EXCEEDED = Reply(
+    550, "5.7.1", "Monthly sending quota exceeded, no more mail accepted until next month"
+)
 
 # aiosmtpd answers some commands itself, without enhanced status codes.
 # RFC 2034: once ENHANCEDSTATUSCODES is announced, every reply but the greeting
