@@ -88,7 +88,11 @@ class Prometheus:
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
-            self.process.wait(30)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
 
     def _ready(self) -> bool:
         assert self.process is not None
@@ -130,7 +134,8 @@ class Prometheus:
 
 
 @pytest.fixture
-def prometheus(tmp_path: Path) -> Iterator[list[Prometheus]]:
+def prometheus() -> Iterator[list[Prometheus]]:
+    """Stops every Prometheus the test started, pass or fail."""
     started: list[Prometheus] = []
     yield started
     for server in started:

@@ -94,7 +94,10 @@ def test_trace_follows_a_message_and_its_dsn(
     dsn_stored = index(lines, "delivery", f"[{dsn_id}] delivered {SENDER} (local")
     assert accepted < routed < min(stored, relayed, deferred, failed)
     assert deferred < retried
-    assert failed < bounced < dsn_routed < dsn_stored
+    # The delivery service logs "failed" after handing the bounce job over, so under
+    # load the bounce service's line may come first: only the DSN's own order is fixed.
+    assert routed < failed
+    assert bounced < dsn_routed < dsn_stored
 
     summary = lines[index(lines, "recipients:") + 1 :]
     states = {line.split()[0]: line for line in summary}
