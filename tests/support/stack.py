@@ -164,6 +164,15 @@ class Stack:
         process.start()
         self.wait_ready(process)
 
+    def restart_all(self) -> dict[str, int]:
+        """SIGTERM every service, then start them all again (same prefix, same ports)."""
+        codes = self.stop()
+        for process in self.processes:
+            process.start()
+        for process in self.processes:
+            self.wait_ready(process)
+        return codes
+
     def stop(self) -> dict[str, int]:
         codes = {}
         for process in self.processes:
