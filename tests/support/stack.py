@@ -164,14 +164,12 @@ class Stack:
         process.start()
         self.wait_ready(process)
 
-    def restart_all(self) -> dict[str, int]:
-        """SIGTERM every service, then start them all again (same prefix, same ports)."""
-        codes = self.stop()
+    def start_again(self) -> None:
+        """Start every (stopped) service again: same prefix, same ports."""
         for process in self.processes:
             process.start()
         for process in self.processes:
             self.wait_ready(process)
-        return codes
 
     def stop(self) -> dict[str, int]:
         codes = {}
