@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aio_pika
 import aiormq
@@ -24,6 +24,9 @@ from pydantic import BaseModel
 
 from services.common.envelope import ENVELOPE_HEADER, encode
 from services.common.topology import Topology
+
+if TYPE_CHECKING:
+    from services.common.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +61,15 @@ class Broker:
         self._idle = asyncio.Event()
         self._idle.set()
         self._accepting = True
+
+    @classmethod
+    def from_settings(cls, settings: Settings, topology: Topology | None = None) -> Broker:
+        """The broker of ``settings`` (``topology`` defaults to the shared one)."""
+        return cls(
+            settings.amqp_url.get_secret_value(),
+            topology if topology is not None else Topology.from_settings(settings),
+            prefetch=settings.amqp_prefetch,
+        )
 
     @property
     def ready(self) -> bool:

@@ -17,9 +17,12 @@ dead-lettering (at-least-once) returns it to ``PREFIX.delivery``. That is our
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Self
 
 from services.common.durations import format_duration
+
+if TYPE_CHECKING:
+    from services.common.settings import Settings
 
 QUORUM: dict[str, Any] = {"x-queue-type": "quorum"}
 
@@ -35,6 +38,15 @@ class Topology:
     prefix: str
     retry_schedule: tuple[float, ...]
     delivery_limit: int = 5
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        """The topology every process of one install agrees on (prefix, schedule, limit)."""
+        return cls(
+            settings.amqp_prefix,
+            tuple(settings.retry_schedule),
+            delivery_limit=settings.amqp_delivery_limit,
+        )
 
     def _name(self, suffix: str) -> str:
         return f"{self.prefix}.{suffix}"

@@ -1,0 +1,146 @@
+"""The wiring every consuming service shares: one queue, one handler, a clean stop.
+
+A :class:`QueueConsumer` connects in the background (services start before the
+broker; ``/readyz`` says 503 meanwhile), consumes one queue with one handler,
+starts optional background jobs once consuming (queue metrics, reapers), and on
+stop cancels them, drains in-flight handlers, runs the service's own clean-ups
+and closes the broker. :class:`ConsumerService` is the ``Service`` built on it.
+
+Two helpers for handlers live here too, for the behaviour the workers share:
+:func:`park_unreadable` and :func:`requeue_after`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any
+
+from aio_pika.abc import AbstractIncomingMessage
+from prometheus_client import CollectorRegistry
+
+from services.common.amqp import Broker, Handler
+
+log = logging.getLogger(__name__)
+
+BackgroundJob = Callable[[], Coroutine[Any, Any, None]]
+CleanUp = Callable[[], Awaitable[None]]
+
+
+class QueueConsumer:
+    """Consume ``queue`` with ``handler`` on ``broker``, connected in the background."""
+
+    def __init__(
+        self,
+        broker: Broker,
+        queue: str,
+        handler: Handler,
+        *,
+        background: Sequence[BackgroundJob] = (),
+        cleanups: Sequence[CleanUp] = (),
+    ) -> None:
+        self.broker = broker
+        self.queue = queue
+        self._handler = handler
+        self._background = tuple(background)  # started once consuming, cancelled on stop
+        self._cleanups = tuple(cleanups)  # run after draining, before the broker closes
+        self._consuming = False
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def ready(self) -> bool:
+        return self._consuming and self.broker.ready
+
+    async def start(self) -> None:
+        starting = asyncio.create_task(self._connect_and_consume())
+        starting.add_done_callback(_report_failure)
+        self._tasks.append(starting)
+
+    async def _connect_and_consume(self) -> None:
+        await self.broker.connect_forever()
+        await self.broker.consume(self.queue, self._handler)
+        self._consuming = True
+        log.info("consuming", extra={"event": "consuming", "queue": self.queue})
+        for job in self._background:
+            task = asyncio.create_task(job())
+            task.add_done_callback(_report_crash)
+            self._tasks.append(task)
+
+    async def stop(self) -> None:
+        running = [task for task in self._tasks if not task.done()]
+        for task in running:
+            task.cancel()
+        for task in running:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        self._consuming = False
+        await self.broker.drain()
+        for cleanup in self._cleanups:
+            await cleanup()
+        await self.broker.close()
+
+
+def _report_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error(
+            "could not start consuming",
+            extra={"event": "start_failed", "error": str(task.exception())},
+        )
+
+
+def _report_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error(
+            "background job failed",
+            extra={"event": "background_failed", "error": str(task.exception())},
+        )
+
+
+class ConsumerService:
+    """A ``Service`` whose work is one :class:`QueueConsumer`.
+
+    A subclass sets ``name``, and in ``__init__`` ``self.registry`` and ``self.consumer``.
+    """
+
+    name: str
+    registry: CollectorRegistry
+    consumer: QueueConsumer
+
+    def is_ready(self) -> bool:
+        return self.consumer.ready
+
+    async def start(self) -> None:
+        await self.consumer.start()
+
+    async def stop(self) -> None:
+        await self.consumer.stop()
+
+
+async def park_unreadable(message: AbstractIncomingMessage, what: str, error: Exception) -> None:
+    """An envelope that cannot be decoded: retrying cannot help, so reject it.
+
+    Rejecting without requeue dead-letters it to ``PREFIX.parked``.
+    """
+    log.error(
+        f"unreadable {what}, parked",
+        extra={
+            "event": "invalid_envelope",
+            "queue_id": message.message_id or "",
+            "error": str(error),
+        },
+    )
+    await message.reject(requeue=False)
+
+
+async def requeue_after(message: AbstractIncomingMessage, pause: float) -> None:
+    """Hand a message back after a failed publish, but only after ``pause`` seconds.
+
+    The queue's delivery limit counts requeues, so a tight loop during a broker
+    hiccup would park the message within milliseconds.
+    """
+    await asyncio.sleep(pause)
+    with contextlib.suppress(Exception):
+        await message.nack(requeue=True)
