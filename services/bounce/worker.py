@@ -8,8 +8,6 @@ acknowledged only after the broker has confirmed the DSN.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -20,6 +18,7 @@ from pydantic import ValidationError
 from services.bounce.dsn import DsnContext, build_dsn, drop_reason, reported_results
 from services.bounce.metrics import BounceMetrics
 from services.common.amqp import Broker, BrokerUnavailable
+from services.common.consumer import park_unreadable, requeue_after
 from services.common.envelope import AcceptedMessage, BounceJob, decode, new_queue_id
 
 log = logging.getLogger(__name__)
@@ -43,8 +42,6 @@ class BounceWorker:
         self._broker = broker
         self._config = config
         self._metrics = metrics
-        # Before handing a job back after a failed publish: the queue's delivery
-        # limit counts requeues, so a tight loop would park the job within milliseconds.
         self._requeue_pause = requeue_pause
 
     async def handle(self, message: AbstractIncomingMessage) -> None:
@@ -52,16 +49,8 @@ class BounceWorker:
         try:
             job = decode(BounceJob, message.headers)
         except (ValueError, ValidationError) as exc:
-            log.error(
-                "unreadable bounce job, parked",
-                extra={
-                    "event": "invalid_envelope",
-                    "queue_id": message.message_id or "",
-                    "error": str(exc),
-                },
-            )
             self._metrics.messages.labels(result="rejected").inc()
-            await message.reject(requeue=False)
+            await park_unreadable(message, "bounce job", exc)
             return
 
         reason = drop_reason(job)
@@ -92,9 +81,7 @@ class BounceWorker:
                 extra={"event": "requeued", "queue_id": job.queue_id, "error": str(exc)},
             )
             self._metrics.messages.labels(result="requeued").inc()
-            await asyncio.sleep(self._requeue_pause)
-            with contextlib.suppress(Exception):
-                await message.nack(requeue=True)
+            await requeue_after(message, self._requeue_pause)
             return
 
         await message.ack()

@@ -19,6 +19,7 @@ from aio_pika.abc import AbstractIncomingMessage
 from pydantic import BaseModel, ValidationError
 
 from services.common.amqp import Broker, BrokerUnavailable
+from services.common.consumer import park_unreadable
 from services.common.envelope import DeliveryJob, RecipientResult, decode
 from services.delivery.deferred import DeferredTracker
 from services.delivery.maildir import Maildir, UnsafeMailbox
@@ -84,16 +85,8 @@ class DeliveryWorker:
         try:
             job = decode(DeliveryJob, message.headers)
         except (ValueError, ValidationError) as exc:
-            log.error(
-                "unreadable delivery job, parked",
-                extra={
-                    "event": "invalid_envelope",
-                    "queue_id": message.message_id or "",
-                    "error": str(exc),
-                },
-            )
             self._metrics.jobs.labels(result="rejected").inc()
-            await message.reject(requeue=False)
+            await park_unreadable(message, "delivery job", exc)
             return
         destination = self._destination(job)
         if destination and self._throttle is not None:

@@ -8,7 +8,6 @@ than losing a recipient (at-least-once, like every hop of the pipeline).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 
@@ -17,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from services.common.addressing import RecipientDirectory
 from services.common.amqp import Broker, BrokerUnavailable
+from services.common.consumer import park_unreadable, requeue_after
 from services.common.envelope import AcceptedMessage, decode
 from services.router.metrics import RouterMetrics
 from services.router.routing import RoutingPlan, route_message
@@ -36,8 +36,6 @@ class RouterWorker:
         self._broker = broker
         self._directory = directory
         self._metrics = metrics
-        # Before handing a message back after a failed publish: the queue's delivery
-        # limit counts requeues, so a tight loop would park the message within milliseconds.
         self._requeue_pause = requeue_pause
 
     async def handle(self, message: AbstractIncomingMessage) -> None:
@@ -45,17 +43,8 @@ class RouterWorker:
         try:
             accepted = decode(AcceptedMessage, message.headers)
         except (ValueError, ValidationError) as exc:
-            # Unreadable: retrying cannot help. Rejecting dead-letters it to PREFIX.parked.
-            log.error(
-                "unreadable accepted message, parked",
-                extra={
-                    "event": "invalid_envelope",
-                    "queue_id": message.message_id or "",
-                    "error": str(exc),
-                },
-            )
             self._metrics.messages.labels(result="rejected").inc()
-            await message.reject(requeue=False)
+            await park_unreadable(message, "accepted message", exc)
             return
 
         plan = route_message(accepted, self._directory)
@@ -67,9 +56,7 @@ class RouterWorker:
                 extra={"event": "requeued", "queue_id": accepted.queue_id, "error": str(exc)},
             )
             self._metrics.messages.labels(result="requeued").inc()
-            await asyncio.sleep(self._requeue_pause)
-            with contextlib.suppress(Exception):
-                await message.nack(requeue=True)
+            await requeue_after(message, self._requeue_pause)
             return
 
         await message.ack()
