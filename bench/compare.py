@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -126,6 +127,7 @@ def run_compare(plan: ComparePlan, progress: Callable[[str], None] = print) -> l
         progress(f"{label}: {name}, {size} bytes x {plan.count}")
         result = run_one(name, size, plan, f"staffetta-{size}" if profiled else None)
         result["repetition"] = repetition
+        result["load_average_1m"] = os.getloadavg()[0]  # other work on the machine
         result["profiled"] = profiled
         results.append(result)
         if "error" in result:
@@ -135,6 +137,7 @@ def run_compare(plan: ComparePlan, progress: Callable[[str], None] = print) -> l
                 f"  accepted {result['accepted']} delivered {result['delivered']}: "
                 f"accept {result['accept_rate'] or 0:.0f}/s, "
                 f"end-to-end {result['e2e_rate'] or 0:.0f}/s, "
-                f"p50 {result['latency']['p50_ms'] or 0:.0f} ms"
+                f"p50 {result['latency']['p50_ms'] or 0:.0f} ms "
+                f"(load average {result['load_average_1m']:.1f})"
             )
     return results

@@ -103,7 +103,8 @@ def test_run_summary_pairs_accepts_and_deliveries_by_number() -> None:
     assert summary["latency"]["p50_ms"] == pytest.approx(250.0)
     assert summary["latency"]["max_ms"] == pytest.approx(400.0)
     assert summary["system_cpu_per_1000"] == pytest.approx(100.0)
-    assert summary["system_peak_pss_mb"] == pytest.approx(360.0)
+    assert summary["system_peak_pss_mb"] == pytest.approx(60.0)
+    assert summary["broker_peak_pss_mb"] == pytest.approx(300.0)
 
 
 def test_aggregate_ratios_and_table() -> None:
