@@ -1,4 +1,8 @@
-"""Health, readiness and metrics over HTTP, served in the service's own event loop."""
+"""Health, readiness and metrics over HTTP, served in the service's own event loop.
+
+``/healthz``, ``/readyz`` and ``/metrics`` are open; a service may add its own
+routes (the delivery service's token-protected ``/admin/*``) as an ``APIRouter``.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +11,18 @@ import contextlib
 from collections.abc import Callable, Generator
 
 import uvicorn
-from fastapi import FastAPI, Response
+from fastapi import APIRouter, FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from services.common.settings import ListenAddress
 
 
-def build_app(registry: CollectorRegistry, is_ready: Callable[[], bool], service: str) -> FastAPI:
+def build_app(
+    registry: CollectorRegistry,
+    is_ready: Callable[[], bool],
+    service: str,
+    extra: APIRouter | None = None,
+) -> FastAPI:
     app = FastAPI(title=f"staffetta {service}", docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.get("/healthz")
@@ -31,6 +40,8 @@ def build_app(registry: CollectorRegistry, is_ready: Callable[[], bool], service
     async def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
+    if extra is not None:
+        app.include_router(extra)
     return app
 
 
@@ -62,6 +73,14 @@ class HttpServer:
                 self._task.result()  # raises the bind error
                 raise RuntimeError("HTTP server stopped during start-up")
             await asyncio.sleep(0.01)
+
+    @property
+    def port(self) -> int:
+        """The port actually bound (useful with port 0); after :meth:`start`."""
+        for server in self._server.servers:
+            for sock in server.sockets:
+                return int(sock.getsockname()[1])
+        raise RuntimeError("the HTTP server is not listening")
 
     async def stop(self) -> None:
         self._server.should_exit = True

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
+from fastapi import APIRouter
 from prometheus_client import CollectorRegistry
 
 from services.common.http import HttpServer, build_app
@@ -31,14 +32,22 @@ class Service(Protocol):
         """Stop taking work, finish or return in-flight work, release connections."""
 
 
+@runtime_checkable
+class HasHttpRoutes(Protocol):
+    """A service that serves more than health, readiness and metrics on its HTTP port."""
+
+    def http_routes(self) -> APIRouter | None: ...
+
+
 async def serve(service: Service, settings: Settings) -> None:
     stop_requested = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop_requested.set)
 
+    routes = service.http_routes() if isinstance(service, HasHttpRoutes) else None
     http = HttpServer(
-        build_app(service.registry, service.is_ready, service.name), settings.http_address
+        build_app(service.registry, service.is_ready, service.name, routes), settings.http_address
     )
     await http.start()
     await service.start()

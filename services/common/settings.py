@@ -186,6 +186,11 @@ class Settings(BaseSettings):
     max_queue_lifetime: Annotated[float, NoDecode] = 5 * 86400.0
     delay_warning_after: Annotated[float, NoDecode] = 4 * 3600.0
 
+    # Delivery: the HTTP admin API (/admin/*, queue control) answers only requests
+    # with `Authorization: Bearer <token>`, the token read from this file (trailing
+    # newline ignored); unset disables the admin API (404).
+    admin_token_file: Path | None = None
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @classmethod
@@ -285,10 +290,13 @@ class Settings(BaseSettings):
             "sender_logins_file",
             "sending_limits_file",
             "smarthost_password_file",
+            "admin_token_file",
         ):
             path = getattr(self, name)
             if path is not None and not path.is_file():
                 raise ValueError(f"{ENV_PREFIX}{name.upper()}: no such file {str(path)!r}")
+        if self.admin_token_file is not None and not self.admin_token():
+            raise ValueError(f"{ENV_PREFIX}ADMIN_TOKEN_FILE: the token file is empty")
         return self
 
     # Derived values, so that adapters never parse strings themselves.
@@ -325,6 +333,12 @@ class Settings(BaseSettings):
         if self.smarthost_password_file is None:
             return ""
         return self.smarthost_password_file.read_text().rstrip("\r\n")
+
+    def admin_token(self) -> str:
+        """The admin API's bearer token ("" when the admin API is disabled)."""
+        if self.admin_token_file is None:
+            return ""
+        return self.admin_token_file.read_text().rstrip("\r\n")
 
     def queue_name(self, name: str) -> str:
         return f"{self.amqp_prefix}.{name}"

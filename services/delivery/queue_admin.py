@@ -256,11 +256,7 @@ def format_table(entries: Sequence[QueueEntry]) -> str:
 
 
 async def _run(args: argparse.Namespace, settings: Settings) -> int:
-    topology = Topology(
-        settings.amqp_prefix,
-        tuple(settings.retry_schedule),
-        delivery_limit=settings.amqp_delivery_limit,
-    )
+    topology = Topology.from_settings(settings)
     async with QueueAdmin(settings.amqp_url.get_secret_value(), topology) as admin:
         if args.command == "requeue-parked":
             count = await admin.requeue_parked(args.queue_id)

@@ -1,29 +1,31 @@
-"""``staffetta delivery``: wire settings, broker, DNS, SMTP client, Maildir and metrics."""
+"""``staffetta delivery``: wire settings, broker, DNS, SMTP client, Maildir, metrics
+and the queue-control admin API."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import ipaddress
-import logging
 
+from fastapi import APIRouter
 from prometheus_client import CollectorRegistry
 
 from services.common.amqp import Broker
+from services.common.consumer import ConsumerService, QueueConsumer
 from services.common.settings import Settings
+from services.delivery.admin_api import admin_router
 from services.delivery.connections import ConnectionPool
 from services.delivery.dns_lookup import DnsResolver
 from services.delivery.maildir import Maildir
 from services.delivery.metrics import DeliveryMetrics
 from services.delivery.mx import Identity
 from services.delivery.outcome import RetryPolicy
+from services.delivery.queue_admin import QueueAdmin
 from services.delivery.relay import Relay, RelayConfig
 from services.delivery.shared_limits import Limiter, LocalLimiter, RedisLimiter
 from services.delivery.smtp_client import ClientConfig, Timeouts, TlsMode
 from services.delivery.throttle import DeliveryTopology, DestinationLimiter, parse_rate
 from services.delivery.worker import DeliveryWorker, Throttle
-
-log = logging.getLogger(__name__)
 
 PARKED_POLL_INTERVAL = 15.0
 
@@ -74,20 +76,14 @@ def limiter_for(settings: Settings) -> Limiter:
     return LocalLimiter(limits)
 
 
-class DeliveryService:
+class DeliveryService(ConsumerService):
     name = "delivery"
 
     def __init__(self, settings: Settings) -> None:
         self.registry = CollectorRegistry()
         self.metrics = DeliveryMetrics.create(self.registry)
-        topology = DeliveryTopology(
-            settings.amqp_prefix,
-            tuple(settings.retry_schedule),
-            delivery_limit=settings.amqp_delivery_limit,
-        )
-        self.broker = Broker(
-            settings.amqp_url.get_secret_value(), topology, prefetch=settings.amqp_prefetch
-        )
+        topology = DeliveryTopology.from_settings(settings)
+        self.broker = Broker.from_settings(settings, topology)
         self.limiter = limiter_for(settings)
         self.pool = ConnectionPool(settings.connection_cache_time, quit_timeout=5.0)
         relay = Relay(
@@ -109,24 +105,26 @@ class DeliveryService:
             self.metrics,
             throttle=Throttle(self.limiter, topology.throttle, smarthost=settings.smarthost),
         )
-        self._consuming = False
-        self._tasks: list[asyncio.Task[None]] = []
+        self.consumer = QueueConsumer(
+            self.broker,
+            topology.delivery,
+            self.worker.handle,
+            background=[
+                self._watch_parked,
+                *([self.pool.reap_forever] if self.pool.enabled else []),
+            ],
+            cleanups=[self.pool.close, self.limiter.close],
+        )
+        self._admin_token = settings.admin_token()
+        self._amqp_url = settings.amqp_url.get_secret_value()
 
-    def is_ready(self) -> bool:
-        return self._consuming and self.broker.ready
-
-    async def start(self) -> None:
-        # The broker may come up after us: connect in the background, /readyz says 503 meanwhile.
-        self._tasks.append(asyncio.create_task(self._connect_and_consume()))
-
-    async def _connect_and_consume(self) -> None:
-        await self.broker.connect_forever()
-        await self.broker.consume(self.broker.topology.delivery, self.worker.handle)
-        self._consuming = True
-        log.info("consuming", extra={"event": "consuming", "queue": self.broker.topology.delivery})
-        self._tasks.append(asyncio.create_task(self._watch_parked()))
-        if self.pool.enabled:
-            self._tasks.append(asyncio.create_task(self.pool.reap_forever()))
+    def http_routes(self) -> APIRouter | None:
+        """The token-protected ``/admin`` API, or None when no token file is set."""
+        if not self._admin_token:
+            return None
+        return admin_router(
+            self._admin_token, lambda: QueueAdmin(self._amqp_url, self.broker.topology)
+        )
 
     async def _watch_parked(self) -> None:
         while True:
@@ -135,19 +133,6 @@ class DeliveryService:
                 self.metrics.parked.set(ready)
             self.worker.refresh_gauges()
             await asyncio.sleep(PARKED_POLL_INTERVAL)  # a module global, so tests can shorten it
-
-    async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks.clear()
-        self._consuming = False
-        await self.broker.drain()
-        await self.pool.close()
-        await self.limiter.close()
-        await self.broker.close()
 
 
 def build(settings: Settings) -> DeliveryService:
