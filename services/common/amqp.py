@@ -196,11 +196,21 @@ class Broker:
         self._channel = None
 
     async def queue_depth(self, queue: str) -> tuple[int, int]:
-        """(messages ready, consumers) of a queue, by a passive declare."""
-        if self._channel is None:
+        """(messages ready, consumers) of a queue, by a passive declare.
+
+        On a short-lived channel of its own: the broker closes the channel of a
+        passive declare that finds no queue (404), and that must not be the one
+        the consumers and publishes use. (Nor RobustChannel.declare_queue: for a
+        queue it declared before it returns the cached counts of that declare.)
+        """
+        if self._connection is None or self._connection.is_closed:
             raise BrokerUnavailable("not connected to the broker")
-        # Not RobustChannel.declare_queue: for a queue it declared before it returns the
-        # cached Queue, whose declaration_result holds the counts of that first declare.
-        channel = await self._channel.get_underlay_channel()
-        result: Any = await channel.queue_declare(queue, passive=True)
+        async with asyncio.timeout(self._publish_timeout):
+            channel = await self._connection.channel(publisher_confirms=False)
+            try:
+                underlay = await channel.get_underlay_channel()
+                result: Any = await underlay.queue_declare(queue, passive=True)
+            finally:
+                with contextlib.suppress(Exception):
+                    await channel.close()
         return int(result.message_count or 0), int(result.consumer_count or 0)

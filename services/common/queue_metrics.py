@@ -71,12 +71,24 @@ class QueueMetrics:
         return queue[len(prefix) :] if queue.startswith(prefix) else queue
 
     async def refresh(self) -> None:
-        """Read every queue once; raises what the broker raised (gauges keep old values)."""
+        """Read every queue once and set its gauges.
+
+        A queue that cannot be read keeps its last values and the others are still
+        read; the first error is raised at the end, and the timestamp only moves
+        when every queue was read.
+        """
+        errors: list[Exception] = []
         for spec in self._topology.queues():
-            ready, consumers = await self._read_depth(spec.name)
+            try:
+                ready, consumers = await self._read_depth(spec.name)
+            except Exception as exc:  # broker away, or a queue deleted by hand
+                errors.append(exc)
+                continue
             label = self.label(spec.name)
             self.messages.labels(queue=label).set(ready)
             self.consumers.labels(queue=label).set(consumers)
+        if errors:
+            raise errors[0]
         self.refreshed.set(time.time())
 
     async def run(self) -> None:

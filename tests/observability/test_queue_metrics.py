@@ -106,3 +106,34 @@ async def test_a_broker_outage_keeps_the_last_values(broker: Broker) -> None:
     await cancel(task)
     assert registry.get_sample_value("staffetta_queue_stats_timestamp_seconds") == before
     assert sample(registry, "staffetta_queue_messages", "delivery") == 0
+
+
+async def test_a_deleted_queue_leaves_the_consumers_and_the_other_gauges_alone(
+    broker: Broker,
+) -> None:
+    registry = CollectorRegistry()
+    metrics = QueueMetrics(registry, broker.topology, broker.queue_depth)
+    topology = broker.topology
+    received: asyncio.Queue[str] = asyncio.Queue()
+
+    async def handle(message: AbstractIncomingMessage) -> None:
+        await message.ack()
+        await received.put(message.message_id or "")
+
+    await broker.consume(topology.incoming, handle)
+    await metrics.refresh()
+    stamp = registry.get_sample_value("staffetta_queue_stats_timestamp_seconds")
+    await broker.publish(topology.delivery, b"x", Note(text="d"), message_id="d1")
+    connection = await aio_pika.connect(AMQP_URL)
+    async with connection:
+        channel = await connection.channel()
+        await channel.queue_delete(topology.parked)
+
+    # An operator deleted a queue: that one fails, the others are still read ...
+    with pytest.raises(aio_pika.exceptions.ChannelNotFoundEntity):
+        await metrics.refresh()
+    assert sample(registry, "staffetta_queue_messages", "delivery") == 1
+    assert registry.get_sample_value("staffetta_queue_stats_timestamp_seconds") == stamp
+    # ... and the service's own channel still consumes and publishes.
+    await broker.publish(topology.incoming, b"x", Note(text="i"), message_id="still-here")
+    assert await asyncio.wait_for(received.get(), 10) == "still-here"
