@@ -19,6 +19,8 @@ import pytest
 
 from services.common.addressing import RecipientDirectory
 from services.common.settings import ENV_PREFIX, Settings, load_settings
+from services.ingress.quota import SendingLimits, parse_limits
+from services.ingress.senders import load_sender_logins
 from tests.helm.chart import (
     COMPONENTS,
     ROOT,
@@ -37,11 +39,21 @@ FILE_SETTINGS = {
     "STAFFETTA_LOCAL_RECIPIENTS_FILE",
     "STAFFETTA_ALIASES_FILE",
     "STAFFETTA_SMARTHOST_PASSWORD_FILE",
+    "STAFFETTA_SENDER_LOGINS_FILE",
+    "STAFFETTA_SENDING_LIMITS_FILE",
+    "STAFFETTA_ADMIN_TOKEN_FILE",
 }
 SECRET_STAND_INS = {
     "STAFFETTA_AMQP_URL": "amqp://user:pass@broker.example:5672/",
+    "STAFFETTA_REDIS_URL": "redis://:pass@redis.example:6379/0",
     "RABBITMQ_USERNAME": "staffetta",
     "RABBITMQ_PASSWORD": "s3cret-Pass_word",
+}
+# What an existing Secret or ConfigMap (not rendered by the chart) holds, in the
+# format of the setting that names it.
+STAND_IN_FILES = {
+    "STAFFETTA_SENDER_LOGINS_FILE": "@example.org: app\n",
+    "STAFFETTA_SENDING_LIMITS_FILE": "app hour=10\n",
 }
 EXPANSION = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
 
@@ -49,6 +61,17 @@ EXPANSION = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
 def test_file_settings_are_settings() -> None:
     assert FILE_SETTINGS <= KNOWN
     assert REQUIRED <= KNOWN
+    assert STAND_IN_FILES.keys() <= FILE_SETTINGS
+
+
+def test_every_path_setting_is_a_file_setting() -> None:
+    """Every optional file the code reads is checked to be mounted (the Maildir root is a volume)."""
+    paths = {
+        f"{ENV_PREFIX}{name.upper()}"
+        for name, field in Settings.model_fields.items()
+        if field.annotation == Path | None
+    }
+    assert paths == FILE_SETTINGS
 
 
 @pytest.mark.parametrize("component", COMPONENTS)
@@ -60,8 +83,9 @@ def test_every_staffetta_variable_is_a_real_setting(scenario: str, component: st
     assert staffetta >= REQUIRED
 
 
-def _mounted_file(manifests: Manifests, component: str, path: str) -> str:
+def _mounted_file(manifests: Manifests, component: str, path: str, setting: str = "") -> str:
     """The content the kubelet would put at ``path``, from the volume mounted over it."""
+    stand_in = STAND_IN_FILES.get(setting, "stand-in for a Secret the chart does not own\n")
     pod = manifests.deployment(component)["spec"]["template"]["spec"]
     volumes = {volume["name"]: volume for volume in pod["volumes"]}
     for mount in manifests.container(component)["volumeMounts"]:
@@ -71,14 +95,17 @@ def _mounted_file(manifests: Manifests, component: str, path: str) -> str:
         key = path[len(prefix) :]
         volume = volumes[mount["name"]]
         if "configMap" in volume:
-            data = manifests.get("ConfigMap", volume["configMap"]["name"])["data"]
+            name = volume["configMap"]["name"]
+            if name not in manifests.names("ConfigMap"):  # an existingConfigMap
+                return stand_in
+            data = manifests.get("ConfigMap", name)["data"]
             assert key in data, f"{path}: ConfigMap has no key {key!r}"
             return str(data[key])
         if "secret" in volume:
             name = volume["secret"]["secretName"]
             rendered = [s for s in manifests.of_kind("Secret") if s["metadata"]["name"] == name]
             if not rendered:  # an existingSecret or a cert-manager Secret
-                return "stand-in for a Secret the chart does not own\n"
+                return stand_in
             data = rendered[0]["stringData"]
             assert key in data, f"{path}: Secret {name} has no key {key!r}"
             return str(data[key])
@@ -99,7 +126,7 @@ def kubelet_environment(
         value = EXPANSION.sub(lambda match: environment[match.group(1)], str(value))
         environment[name] = value
     for name in FILE_SETTINGS & environment.keys():
-        content = _mounted_file(manifests, component, environment[name])
+        content = _mounted_file(manifests, component, environment[name], name)
         files.mkdir(parents=True, exist_ok=True)
         local = files / name.lower()
         local.write_text(content)
@@ -164,7 +191,133 @@ def test_users_and_smarthost_password_files(tmp_path: Path) -> None:
     # Secrets go only where they are used.
     assert "STAFFETTA_SMARTHOST_PASSWORD_FILE" not in ingress
     assert "STAFFETTA_USERS_FILE" not in delivery
-    assert delivery_files.keys() == {"STAFFETTA_SMARTHOST_PASSWORD_FILE"}
+    assert delivery_files.keys() == {
+        "STAFFETTA_SMARTHOST_PASSWORD_FILE",
+        "STAFFETTA_ADMIN_TOKEN_FILE",
+    }
+    assert ingress_files.keys() == {"STAFFETTA_USERS_FILE", "STAFFETTA_SENDER_LOGINS_FILE"}
+
+
+def test_sender_logins_and_sending_limits_files_parse(tmp_path: Path) -> None:
+    manifests = render("production")
+    environment, _ = kubelet_environment(manifests, "smtp-ingress", tmp_path)
+    settings = load_settings(environment)
+    assert settings.sender_logins_file is not None
+    assert settings.sending_limits_file is not None
+    logins = load_sender_logins(settings.sender_logins_file)
+    assert logins.may_use("app", "billing@example.org")
+    assert logins.may_use("alice", "ceo@example.org")
+    assert not logins.may_use("app", "ceo@example.org")  # the address line wins
+    assert logins.owners_of("noreply@example.net") == {"app", "newsletter"}
+    table = parse_limits(settings.sending_limits_file.read_text().splitlines())
+    defaults = SendingLimits(per_hour=200, per_day=2000, per_month=30000)
+    assert SendingLimits(
+        settings.account_max_per_hour,
+        settings.account_max_per_day,
+        settings.account_monthly_quota,
+    ) == defaults
+    assert table.for_account("newsletter", defaults) == SendingLimits(5000, 50000, 0, 100)
+    assert table.for_account("alice", defaults) == defaults
+    covered = table.for_address("10.20.3.4")
+    assert covered is not None
+    assert covered[1] == SendingLimits(per_hour=500)
+    assert table.for_address("10.21.0.1") is None
+    seven = table.for_address("192.0.2.7")
+    assert seven is not None
+    assert seven[1] == SendingLimits(per_day=100)
+
+
+def test_policy_files_from_existing_config_maps() -> None:
+    for scenario, setting, volume, (config_map, key) in (
+        ("smarthost", "STAFFETTA_SENDER_LOGINS_FILE", "sender-logins", ("relay-senders", "logins")),
+        (
+            "external-broker",
+            "STAFFETTA_SENDING_LIMITS_FILE",
+            "sending-limits",
+            ("mx-sending-limits", "sending-limits"),
+        ),
+    ):
+        manifests = render(scenario)
+        environment = container_environment(manifests, "smtp-ingress")
+        assert environment[setting] == f"/etc/staffetta/{volume}/{key}"
+        pod = manifests.deployment("smtp-ingress")["spec"]["template"]["spec"]
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        assert volumes[volume]["configMap"] == {"name": config_map, "defaultMode": 0o440}
+        assert config_map not in manifests.names("ConfigMap")
+        for component in ("router", "delivery", "bounce"):
+            assert setting not in container_environment(manifests, component)
+
+
+def test_redis_url_reaches_ingress_and_delivery_only() -> None:
+    production = render("production")
+    for component in COMPONENTS:
+        environment = container_environment(production, component)
+        if component in ("smtp-ingress", "delivery"):
+            assert environment["STAFFETTA_REDIS_URL"] == {
+                "secretKeyRef": {"name": "staffetta-redis", "key": "redis-url"}
+            }
+        else:
+            assert "STAFFETTA_REDIS_URL" not in environment
+    smarthost = render("smarthost")
+    secret = smarthost.get("Secret", "staffetta-redis")
+    assert secret["stringData"] == {"url": "redis://:not-a-real-password@redis.mail.svc:6379/0"}
+    environment = container_environment(smarthost, "delivery")
+    assert environment["STAFFETTA_REDIS_URL"] == {
+        "secretKeyRef": {"name": "staffetta-redis", "key": "url"}
+    }
+    for component in COMPONENTS:
+        config_map = smarthost.get("ConfigMap", f"staffetta-{component}")["data"]
+        assert "STAFFETTA_REDIS_URL" not in config_map, "a secret in a ConfigMap"
+    assert "STAFFETTA_REDIS_URL" not in container_environment(render("minimal"), "delivery")
+
+
+def test_admin_token_file_only_in_delivery(tmp_path: Path) -> None:
+    smarthost = render("smarthost")
+    delivery, _ = kubelet_environment(smarthost, "delivery", tmp_path)
+    assert load_settings(delivery).admin_token() == "not-a-real-token"
+    production = render("production")
+    environment = container_environment(production, "delivery")
+    assert environment["STAFFETTA_ADMIN_TOKEN_FILE"] == "/etc/staffetta/admin/token"
+    pod = production.deployment("delivery")["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["admin-token"]["secret"] == {
+        "secretName": "staffetta-admin",
+        "defaultMode": 0o440,
+    }
+    for manifests in (smarthost, production):
+        for component in ("smtp-ingress", "router", "bounce"):
+            assert "STAFFETTA_ADMIN_TOKEN_FILE" not in container_environment(manifests, component)
+    assert "STAFFETTA_ADMIN_TOKEN_FILE" not in container_environment(render("minimal"), "delivery")
+
+
+def test_unset_values_leave_the_code_defaults() -> None:
+    """The minimal scenario sets none of the optional settings: the code's defaults apply."""
+    optional = {
+        "STAFFETTA_GREET_PAUSE",
+        "STAFFETTA_SMTP_IDLE_TIMEOUT",
+        "STAFFETTA_PROXY_PROTOCOL",
+        "STAFFETTA_PROXY_NETWORKS",
+        "STAFFETTA_AUTH_MAX_FAILURES",
+        "STAFFETTA_AUTH_LOCKOUT",
+        "STAFFETTA_AUTH_FAILURE_DELAY",
+        "STAFFETTA_ACCOUNT_MAX_PER_HOUR",
+        "STAFFETTA_ACCOUNT_MAX_PER_DAY",
+        "STAFFETTA_ACCOUNT_MONTHLY_QUOTA",
+        "STAFFETTA_ACCOUNT_METRICS_LIMIT",
+        "STAFFETTA_SENDER_LOGINS_FILE",
+        "STAFFETTA_SENDING_LIMITS_FILE",
+        "STAFFETTA_REDIS_URL",
+        "STAFFETTA_GREETING_TIMEOUT",
+        "STAFFETTA_STARTTLS_TIMEOUT",
+        "STAFFETTA_CONNECTION_CACHE_TIME",
+        "STAFFETTA_DESTINATION_CONCURRENCY",
+        "STAFFETTA_DESTINATION_RATE_LIMIT",
+        "STAFFETTA_ADMIN_TOKEN_FILE",
+    }
+    assert optional <= KNOWN
+    manifests = render("minimal")
+    for component in COMPONENTS:
+        assert optional.isdisjoint(container_environment(manifests, component))
 
 
 def _listen_port(environment: dict[str, Any], name: str) -> int:

@@ -51,6 +51,29 @@ STAFFETTA_TLS_KEY_FILE: "/etc/staffetta/tls/tls.key"
 {{- if include "staffetta.usersEnabled" . }}
 STAFFETTA_USERS_FILE: {{ printf "/etc/staffetta/auth/%s" (ternary .Values.auth.existingSecretKey "users" (not (empty .Values.auth.existingSecret))) | quote }}
 {{- end }}
+{{- include "staffetta.env.optional" (list "STAFFETTA_GREET_PAUSE" $s.greetPause) }}
+{{- include "staffetta.env.optional" (list "STAFFETTA_SMTP_IDLE_TIMEOUT" $s.idleTimeout) }}
+{{- if $s.proxyProtocol.enabled }}
+STAFFETTA_PROXY_PROTOCOL: "true"
+{{- end }}
+{{- with $s.proxyProtocol.networks }}
+STAFFETTA_PROXY_NETWORKS: {{ join "," . | quote }}
+{{- end }}
+{{- $a := .Values.auth }}
+{{- include "staffetta.env.optional" (list "STAFFETTA_AUTH_MAX_FAILURES" $a.maxFailures) }}
+{{- include "staffetta.env.optional" (list "STAFFETTA_AUTH_LOCKOUT" $a.lockout) }}
+{{- include "staffetta.env.optional" (list "STAFFETTA_AUTH_FAILURE_DELAY" $a.failureDelay) }}
+{{- if include "staffetta.senderLoginsEnabled" . }}
+STAFFETTA_SENDER_LOGINS_FILE: {{ printf "/etc/staffetta/sender-logins/%s" (include "staffetta.senderLoginsKey" .) | quote }}
+{{- end }}
+{{- $l := .Values.sendingLimits }}
+{{- include "staffetta.env.optional" (list "STAFFETTA_ACCOUNT_MAX_PER_HOUR" $l.accountMaxPerHour) }}
+{{- include "staffetta.env.optional" (list "STAFFETTA_ACCOUNT_MAX_PER_DAY" $l.accountMaxPerDay) }}
+{{- include "staffetta.env.optional" (list "STAFFETTA_ACCOUNT_MONTHLY_QUOTA" $l.accountMonthlyQuota) }}
+{{- include "staffetta.env.optional" (list "STAFFETTA_ACCOUNT_METRICS_LIMIT" $l.accountMetricsLimit) }}
+{{- if include "staffetta.sendingLimitsEnabled" . }}
+STAFFETTA_SENDING_LIMITS_FILE: {{ printf "/etc/staffetta/sending-limits/%s" (include "staffetta.sendingLimitsKey" .) | quote }}
+{{- end }}
 {{- end -}}
 
 {{- define "staffetta.env.router" -}}
@@ -61,6 +84,15 @@ STAFFETTA_USERS_FILE: {{ printf "/etc/staffetta/auth/%s" (ternary .Values.auth.e
 
 {{- define "staffetta.env.delivery" -}}
 {{- $h := .Values.smarthost -}}
+{{- $d := .Values.delivery -}}
+{{- include "staffetta.env.optional" (list "STAFFETTA_GREETING_TIMEOUT" .Values.config.greetingTimeout) }}
+{{- include "staffetta.env.optional" (list "STAFFETTA_STARTTLS_TIMEOUT" .Values.config.starttlsTimeout) }}
+{{- include "staffetta.env.optional" (list "STAFFETTA_CONNECTION_CACHE_TIME" $d.connectionCacheTime) }}
+{{- include "staffetta.env.optional" (list "STAFFETTA_DESTINATION_CONCURRENCY" $d.destinationConcurrency) }}
+{{- include "staffetta.env.optional" (list "STAFFETTA_DESTINATION_RATE_LIMIT" $d.destinationRateLimit) }}
+{{- if include "staffetta.adminTokenEnabled" . }}
+STAFFETTA_ADMIN_TOKEN_FILE: {{ printf "/etc/staffetta/admin/%s" (include "staffetta.adminTokenKey" .) | quote }}
+{{- end }}
 {{- if $h.host }}
 STAFFETTA_SMARTHOST: {{ printf "%s:%d" $h.host (int $h.port) | quote }}
 STAFFETTA_SMARTHOST_TLS: {{ $h.tls | quote }}
@@ -113,4 +145,47 @@ data:
     {{- end }}
   {{- end }}
 {{- end }}
+{{- end -}}
+
+{{/* Files only the SMTP ingress reads: STAFFETTA_SENDER_LOGINS_FILE and STAFFETTA_SENDING_LIMITS_FILE. */}}
+{{- define "staffetta.ingressFilesConfigmap" -}}
+{{- if include "staffetta.hasIngressFiles" . }}
+{{- $s := .Values.auth.senderLogins -}}
+{{- $l := .Values.sendingLimits -}}
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {{ include "staffetta.ingressFilesName" . }}
+  namespace: {{ .Release.Namespace }}
+  labels:
+    {{- include "staffetta.labels" (dict "ctx" . "component" "smtp-ingress") | nindent 4 }}
+  {{- include "staffetta.annotations" (dict "ctx" .) | nindent 2 }}
+data:
+  {{- if and $s.map (not $s.existingConfigMap) }}
+  sender-logins: |
+    {{- range $sender, $accounts := $s.map }}
+    {{ $sender }}: {{ join ", " $accounts }}
+    {{- end }}
+  {{- end }}
+  {{- if and (or $l.accounts $l.networks) (not $l.existingConfigMap) }}
+  sending-limits: |
+    {{- range $who, $limits := $l.networks }}
+    {{ $who }} {{ include "staffetta.limitsLine" $limits }}
+    {{- end }}
+    {{- range $who, $limits := $l.accounts }}
+    {{ $who }}: {{ include "staffetta.limitsLine" $limits }}
+    {{- end }}
+  {{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* `hour=N day=N month=N recipients=N`, the fields that are set. */}}
+{{- define "staffetta.limitsLine" -}}
+{{- $fields := list -}}
+{{- range $name := list "hour" "day" "month" "recipients" -}}
+{{- if hasKey $ $name -}}
+{{- $fields = append $fields (printf "%s=%d" $name (int64 (index $ $name))) -}}
+{{- end -}}
+{{- end -}}
+{{- join " " $fields -}}
 {{- end -}}

@@ -166,3 +166,75 @@ annotations:
 {{- define "staffetta.maildirEnabled" -}}
 {{- if .Values.config.localDomains -}}true{{- end -}}
 {{- end -}}
+
+{{/* ------------------------------------------- ingress policy files, Redis, admin */}}
+
+{{/* ConfigMap of the files only the SMTP ingress reads (sender logins, sending limits). */}}
+{{- define "staffetta.ingressFilesName" -}}
+{{- include "staffetta.componentName" (dict "ctx" . "component" "smtp-ingress-files") -}}
+{{- end -}}
+{{- define "staffetta.senderLoginsEnabled" -}}
+{{- if or .Values.auth.senderLogins.map .Values.auth.senderLogins.existingConfigMap -}}true{{- end -}}
+{{- end -}}
+{{- define "staffetta.senderLoginsConfigMap" -}}
+{{- default (include "staffetta.ingressFilesName" .) .Values.auth.senderLogins.existingConfigMap -}}
+{{- end -}}
+{{- define "staffetta.senderLoginsKey" -}}
+{{- ternary .Values.auth.senderLogins.existingConfigMapKey "sender-logins" (not (empty .Values.auth.senderLogins.existingConfigMap)) -}}
+{{- end -}}
+{{- define "staffetta.sendingLimitsEnabled" -}}
+{{- $l := .Values.sendingLimits -}}
+{{- if or $l.accounts $l.networks $l.existingConfigMap -}}true{{- end -}}
+{{- end -}}
+{{- define "staffetta.sendingLimitsConfigMap" -}}
+{{- default (include "staffetta.ingressFilesName" .) .Values.sendingLimits.existingConfigMap -}}
+{{- end -}}
+{{- define "staffetta.sendingLimitsKey" -}}
+{{- ternary .Values.sendingLimits.existingConfigMapKey "sending-limits" (not (empty .Values.sendingLimits.existingConfigMap)) -}}
+{{- end -}}
+{{/* Does the chart render the ingress files ConfigMap (some file from values, not an existing ConfigMap)? */}}
+{{- define "staffetta.hasIngressFiles" -}}
+{{- $l := .Values.sendingLimits -}}
+{{- $s := .Values.auth.senderLogins -}}
+{{- if or (and $s.map (not $s.existingConfigMap)) (and (or $l.accounts $l.networks) (not $l.existingConfigMap)) -}}true{{- end -}}
+{{- end -}}
+
+{{- define "staffetta.redisEnabled" -}}
+{{- if or .Values.redis.url .Values.redis.existingSecret -}}true{{- end -}}
+{{- end -}}
+{{- define "staffetta.redisSecretName" -}}
+{{- default (printf "%s-redis" (include "staffetta.fullname" .)) .Values.redis.existingSecret -}}
+{{- end -}}
+{{/* Env entry of STAFFETTA_REDIS_URL (SMTP ingress and delivery), from a Secret. */}}
+{{- define "staffetta.redis.env" -}}
+{{- if include "staffetta.redisEnabled" . }}
+- name: STAFFETTA_REDIS_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "staffetta.redisSecretName" . }}
+      key: {{ ternary .Values.redis.existingSecretKey "url" (not (empty .Values.redis.existingSecret)) }}
+{{- end }}
+{{- end -}}
+
+{{- define "staffetta.adminTokenEnabled" -}}
+{{- if or .Values.delivery.adminApi.token .Values.delivery.adminApi.existingSecret -}}true{{- end -}}
+{{- end -}}
+{{- define "staffetta.adminSecretName" -}}
+{{- default (printf "%s-admin" (include "staffetta.fullname" .)) .Values.delivery.adminApi.existingSecret -}}
+{{- end -}}
+{{- define "staffetta.adminTokenKey" -}}
+{{- ternary .Values.delivery.adminApi.existingSecretKey "token" (not (empty .Values.delivery.adminApi.existingSecret)) -}}
+{{- end -}}
+
+{{/*
+`NAME: "value"` when the value is set, nothing when it is null or "" (the code's
+default applies): (list "STAFFETTA_GREET_PAUSE" .Values.smtpIngress.greetPause).
+Numbers are written as integers (the schema admits no fractions where this is used).
+*/}}
+{{- define "staffetta.env.optional" -}}
+{{- $value := index . 1 -}}
+{{- if kindIs "float64" $value -}}{{- $value = int64 $value -}}{{- end -}}
+{{- if not (or (kindIs "invalid" $value) (eq (toString $value) "")) }}
+{{ index . 0 }}: {{ $value | toString | quote }}
+{{- end }}
+{{- end -}}

@@ -57,6 +57,18 @@ spec:
         - port: 53
           protocol: TCP
     {{- include "staffetta.networkPolicy.broker" $ctx | nindent 4 }}
+    {{- if and (has .component (list "smtp-ingress" "delivery")) (include "staffetta.redisEnabled" $ctx) }}
+    - ports:
+        - port: {{ $ctx.Values.redis.port }}
+          protocol: TCP
+      {{- with $ctx.Values.redis.networkPolicyCidrs }}
+      to:
+        {{- range . }}
+        - ipBlock:
+            cidr: {{ . }}
+        {{- end }}
+      {{- end }}
+    {{- end }}
     {{- if eq .component "delivery" }}
     - to:
         {{- range $np.outboundSmtpCidrs }}

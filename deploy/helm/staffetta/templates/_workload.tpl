@@ -40,7 +40,7 @@ spec:
         {{- toYaml . | nindent 8 }}
         {{- end }}
       annotations:
-        checksum/config: {{ printf "%s%s" (include "staffetta.configmap" .) (include "staffetta.filesConfigmap" $ctx) | sha256sum }}
+        checksum/config: {{ printf "%s%s%s" (include "staffetta.configmap" .) (include "staffetta.filesConfigmap" $ctx) (ternary (include "staffetta.ingressFilesConfigmap" $ctx) "" $ingress) | sha256sum }}
         checksum/secret: {{ include (print $ctx.Template.BasePath "/secrets.yaml") $ctx | sha256sum }}
         {{- with $v.podAnnotations }}
         {{- toYaml . | nindent 8 }}
@@ -80,6 +80,9 @@ spec:
                 name: {{ include "staffetta.componentName" . }}
           env:
             {{- include "staffetta.amqp.env" $ctx | trim | nindent 12 }}
+            {{- if and (or $ingress $delivery) (include "staffetta.redisEnabled" $ctx) }}
+            {{- include "staffetta.redis.env" $ctx | trim | nindent 12 }}
+            {{- end }}
           ports:
             {{- if $ingress }}
             - name: smtp
@@ -136,9 +139,24 @@ spec:
               mountPath: /etc/staffetta/auth
               readOnly: true
             {{- end }}
+            {{- if and $ingress (include "staffetta.senderLoginsEnabled" $ctx) }}
+            - name: sender-logins
+              mountPath: /etc/staffetta/sender-logins
+              readOnly: true
+            {{- end }}
+            {{- if and $ingress (include "staffetta.sendingLimitsEnabled" $ctx) }}
+            - name: sending-limits
+              mountPath: /etc/staffetta/sending-limits
+              readOnly: true
+            {{- end }}
             {{- if and $delivery (include "staffetta.smarthostPasswordEnabled" $ctx) }}
             - name: smarthost
               mountPath: /etc/staffetta/smarthost
+              readOnly: true
+            {{- end }}
+            {{- if and $delivery (include "staffetta.adminTokenEnabled" $ctx) }}
+            - name: admin-token
+              mountPath: /etc/staffetta/admin
               readOnly: true
             {{- end }}
             {{- if and $delivery (include "staffetta.maildirEnabled" $ctx) }}
@@ -166,10 +184,28 @@ spec:
             secretName: {{ include "staffetta.usersSecretName" $ctx }}
             defaultMode: 0440
         {{- end }}
+        {{- if and $ingress (include "staffetta.senderLoginsEnabled" $ctx) }}
+        - name: sender-logins
+          configMap:
+            name: {{ include "staffetta.senderLoginsConfigMap" $ctx }}
+            defaultMode: 0440
+        {{- end }}
+        {{- if and $ingress (include "staffetta.sendingLimitsEnabled" $ctx) }}
+        - name: sending-limits
+          configMap:
+            name: {{ include "staffetta.sendingLimitsConfigMap" $ctx }}
+            defaultMode: 0440
+        {{- end }}
         {{- if and $delivery (include "staffetta.smarthostPasswordEnabled" $ctx) }}
         - name: smarthost
           secret:
             secretName: {{ include "staffetta.smarthostSecretName" $ctx }}
+            defaultMode: 0440
+        {{- end }}
+        {{- if and $delivery (include "staffetta.adminTokenEnabled" $ctx) }}
+        - name: admin-token
+          secret:
+            secretName: {{ include "staffetta.adminSecretName" $ctx }}
             defaultMode: 0440
         {{- end }}
         {{- if and $delivery (include "staffetta.maildirEnabled" $ctx) }}
