@@ -146,7 +146,13 @@ def test_production_scenario() -> None:
 def test_smarthost_scenario() -> None:
     manifests = render("smarthost")
     assert manifests.names("HorizontalPodAutoscaler") == {name("delivery")}
-    assert manifests.names("Secret") == {name("rabbitmq"), name("users"), name("smarthost")}
+    assert manifests.names("Secret") == {
+        name("rabbitmq"),
+        name("users"),
+        name("smarthost"),
+        name("redis"),
+        name("admin"),
+    }
     environment = container_environment(manifests, "delivery")
     assert environment["STAFFETTA_SMARTHOST"] == "smtp.provider.example:587"
     assert environment["STAFFETTA_SMARTHOST_TLS"] == "starttls"
@@ -335,12 +341,62 @@ def test_ingress_keeps_accepting_while_it_leaves_the_load_balancer() -> None:
 
 
 def test_secret_files_are_not_world_readable() -> None:
-    for scenario, component in (("production", "smtp-ingress"), ("smarthost", "delivery")):
+    for scenario, component in (
+        ("production", "smtp-ingress"),
+        ("production", "delivery"),
+        ("smarthost", "delivery"),
+    ):
         pod = render(scenario).deployment(component)["spec"]["template"]["spec"]
         secrets = [volume["secret"] for volume in pod["volumes"] if "secret" in volume]
         assert secrets
         assert all(secret["defaultMode"] == 0o440 for secret in secrets)
         assert pod["securityContext"]["fsGroup"] == 10001
+
+
+def test_policy_files_of_the_ingress_are_mounted_0440_in_the_ingress_only() -> None:
+    manifests = render("production")
+    for component in COMPONENTS:
+        pod = manifests.deployment(component)["spec"]["template"]["spec"]
+        volumes = {volume["name"]: volume for volume in pod["volumes"]}
+        policy = {
+            key: volumes[key] for key in ("sender-logins", "sending-limits") if key in volumes
+        }
+        if component != "smtp-ingress":
+            assert policy == {}
+            continue
+        assert {v["configMap"]["name"] for v in policy.values()} == {name("smtp-ingress-files")}
+        assert all(v["configMap"]["defaultMode"] == 0o440 for v in policy.values())
+    files = manifests.get("ConfigMap", name("smtp-ingress-files"))["data"]
+    assert set(files) == {"sender-logins", "sending-limits"}
+    # Not in the ConfigMap every service mounts.
+    assert set(manifests.get("ConfigMap", name("files"))["data"]) == {"local-recipients", "aliases"}
+
+
+def test_policy_file_changes_roll_the_ingress_only() -> None:
+    def checksums(*extra: str) -> dict[str, str]:
+        manifests = render("production", *extra)
+        return {
+            component: manifests.deployment(component)["spec"]["template"]["metadata"][
+                "annotations"
+            ]["checksum/config"]
+            for component in COMPONENTS
+        }
+
+    before = checksums()
+    after = checksums("--set", "sendingLimits.networks.10\\.20\\.0\\.0/16.hour=600")
+    assert before["smtp-ingress"] != after["smtp-ingress"]
+    assert all(before[c] == after[c] for c in ("router", "delivery", "bounce"))
+
+
+def test_ingress_and_delivery_may_reach_redis() -> None:
+    manifests = render("production")
+    redis = {
+        "ports": [{"port": 6379, "protocol": "TCP"}],
+        "to": [{"ipBlock": {"cidr": "10.30.0.0/24"}}],
+    }
+    for component in COMPONENTS:
+        egress = manifests.get("NetworkPolicy", name(component))["spec"]["egress"]
+        assert (redis in egress) == (component in ("smtp-ingress", "delivery"))
 
 
 def test_standalone_broker_accepts_amqp_only_from_our_services() -> None:

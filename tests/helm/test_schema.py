@@ -43,6 +43,22 @@ def refused(tmp_path: Path, values: dict[str, Any]) -> str:
         ({"smarthost": {"tls": "yes"}}, "tls"),
         ({"smtpIngress": {"service": {"type": "Ingress"}}}, "type"),
         ({"config": {"aliases": {"postmaster@example.org": "ops@example.org"}}}, "aliases"),
+        ({"config": {"greetingTimeout": "2 minutes"}}, "greetingTimeout"),
+        ({"smtpIngress": {"greetPause": -1}}, "greetPause"),
+        ({"smtpIngress": {"proxyProtocol": {"networks": ["10.0.0.1"]}}}, "networks"),
+        ({"auth": {"maxFailures": 0}}, "maxFailures"),
+        ({"auth": {"senderLogins": {"map": {"example.org": ["app"]}}}}, "'example.org'"),
+        ({"auth": {"senderLogins": {"map": {"@example.org": "app"}}}}, "map"),
+        ({"sendingLimits": {"accountMaxPerHour": "100"}}, "accountMaxPerHour"),
+        ({"sendingLimits": {"accounts": {"bulk": {"hours": 10}}}}, "hours"),
+        ({"sendingLimits": {"accounts": {"bulk": {}}}}, "bulk"),
+        ({"sendingLimits": {"accounts": {"10.0.0.1": {"hour": 1}}}}, "'10.0.0.1'"),
+        ({"sendingLimits": {"networks": {"lan": {"hour": 1}}}}, "'lan'"),
+        ({"redis": {"url": "redis.example:6379"}}, "url"),
+        ({"redis": {"existingSecretKey": ""}}, "existingSecretKey"),
+        ({"delivery": {"destinationRateLimit": "5 per second"}}, "destinationRateLimit"),
+        ({"delivery": {"destinationConcurrency": -1}}, "destinationConcurrency"),
+        ({"delivery": {"adminApi": {"tokenFile": "/x"}}}, "tokenFile"),
     ],
 )
 def test_schema_refuses_bad_values(tmp_path: Path, values: dict[str, Any], complaint: str) -> None:
@@ -60,6 +76,10 @@ def test_schema_refuses_bad_values(tmp_path: Path, values: dict[str, Any], compl
         ({"tls": {"enabled": True}}, "tls.existingSecret or tls.certManager.enabled"),
         ({"rabbitmq": {"mode": "external"}}, "rabbitmq.external.url"),
         ({"smarthost": {"host": "relay.example", "username": "u"}}, "smarthost.password"),
+        (
+            {"smtpIngress": {"proxyProtocol": {"enabled": True}}},
+            "smtpIngress.proxyProtocol.networks",
+        ),
     ],
 )
 def test_templates_refuse_incomplete_values(

@@ -65,7 +65,7 @@ def test_file_settings_are_settings() -> None:
 
 
 def test_every_path_setting_is_a_file_setting() -> None:
-    """Every optional file the code reads is checked to be mounted (the Maildir root is a volume)."""
+    """Every optional file the code reads is checked to be mounted (Maildir: a volume)."""
     paths = {
         f"{ENV_PREFIX}{name.upper()}"
         for name, field in Settings.model_fields.items()
@@ -211,11 +211,14 @@ def test_sender_logins_and_sending_limits_files_parse(tmp_path: Path) -> None:
     assert logins.owners_of("noreply@example.net") == {"app", "newsletter"}
     table = parse_limits(settings.sending_limits_file.read_text().splitlines())
     defaults = SendingLimits(per_hour=200, per_day=2000, per_month=30000)
-    assert SendingLimits(
-        settings.account_max_per_hour,
-        settings.account_max_per_day,
-        settings.account_monthly_quota,
-    ) == defaults
+    assert (
+        SendingLimits(
+            settings.account_max_per_hour,
+            settings.account_max_per_day,
+            settings.account_monthly_quota,
+        )
+        == defaults
+    )
     assert table.for_account("newsletter", defaults) == SendingLimits(5000, 50000, 0, 100)
     assert table.for_account("alice", defaults) == defaults
     covered = table.for_address("10.20.3.4")
