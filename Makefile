@@ -4,7 +4,7 @@ VENV := .venv
 UV := $(shell command -v uv 2>/dev/null || echo .tools/uv/bin/uv)
 PYTEST_ARGS ?=
 
-.PHONY: install run test unit lint format mypy bench broker test-tools clean
+.PHONY: install run test unit lint format mypy bench broker test-tools dashboard rules-test clean
 
 $(UV):
 	python3 -m venv .tools/uv
@@ -53,6 +53,15 @@ format: install
 ## bench: throughput and latency against Postfix (prints a table, never fails on speed)
 bench: install broker test-tools
 	$(VENV)/bin/python -m bench $(BENCH_ARGS)
+
+## dashboard: regenerate the Grafana dashboard JSON shipped in the chart
+dashboard: install
+	$(VENV)/bin/python -m deploy.observability.dashboard
+
+## rules-test: promtool unit tests of every alert
+rules-test:
+	promtool check rules deploy/helm/staffetta/files/prometheus-rules.yaml
+	promtool test rules deploy/observability/rules-test.yaml
 
 clean:
 	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache var
