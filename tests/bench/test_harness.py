@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import subprocess
 import sys
@@ -175,8 +176,16 @@ def test_sweep_message_knee_and_step_summary() -> None:
     assert summary["cpu_per_1000"] == pytest.approx(1.0)
 
 
+def _has_postfix_user() -> bool:
+    try:
+        pwd.getpwnam("postfix")
+    except KeyError:
+        return False
+    return True
+
+
 needs_tools = pytest.mark.skipif(
-    shutil.which("smtp-sink") is None or os.geteuid() != 0,
+    shutil.which("smtp-source") is None or os.geteuid() != 0 or not _has_postfix_user(),
     reason="needs Postfix's smtp-source/smtp-sink, run as root (the sink drops to 'postfix')",
 )
 
