@@ -156,7 +156,7 @@ def size_label(size: int) -> str:
 
 def table(rows: Sequence[Mapping[str, Any]], ratio_rows: Sequence[Mapping[str, Any]]) -> str:
     head = (
-        f"{'size':>6} {'system':<10} {'accept msg/s':>20} {'end-to-end msg/s':>20} "
+        f"{'size':>6} {'system':<17} {'accept msg/s':>20} {'end-to-end msg/s':>20} "
         f"{'p50 ms':>18} {'p95 ms':>18} {'p99 ms':>18} {'CPU s/1k msg':>18} {'PSS MB':>8} "
         f"{'+broker':>8}"
     )
@@ -164,7 +164,7 @@ def table(rows: Sequence[Mapping[str, Any]], ratio_rows: Sequence[Mapping[str, A
     for row in rows:
         rss = row["peak_pss_mb"]
         lines.append(
-            f"{size_label(row['size']):>6} {row['system']:<10} {_cell(row['accept_rate']):>20} "
+            f"{size_label(row['size']):>6} {row['system']:<17} {_cell(row['accept_rate']):>20} "
             f"{_cell(row['e2e_rate']):>20} {_cell(row['p50_ms']):>18} {_cell(row['p95_ms']):>18} "
             f"{_cell(row['p99_ms']):>18} {_cell(row['cpu_per_1000'], 2):>18} "
             f"{_mb(rss):>8} {_mb(row['broker_pss_mb']):>8}"
@@ -180,12 +180,12 @@ def table(rows: Sequence[Mapping[str, Any]], ratio_rows: Sequence[Mapping[str, A
     lines.append("CPU s per 1,000 messages by process group (median):")
     for row in rows:
         groups = ", ".join(f"{g} {v:.2f}" for g, v in row["groups_cpu_per_1000"].items())
-        lines.append(f"  {size_label(row['size']):>6} {row['system']:<10} {groups}")
+        lines.append(f"  {size_label(row['size']):>6} {row['system']:<17} {groups}")
     lines.append("Peak RSS (VmHWM) per process, MB:")
     for row in rows:
         peaks = ", ".join(f"{k} {v:.0f}" for k, v in row["peak_rss_by_process_mb"].items())
         if peaks:
-            lines.append(f"  {size_label(row['size']):>6} {row['system']:<10} {peaks}")
+            lines.append(f"  {size_label(row['size']):>6} {row['system']:<17} {peaks}")
     if ratio_rows:
         lines.append("Staffetta / Postfix (medians):")
         for entry in ratio_rows:
