@@ -134,17 +134,24 @@ def summarise_step(
 
 
 def find_knee(steps: Sequence[dict[str, Any]]) -> float | None:
-    """The first offered rate not kept (delivered < 90 %) or whose total p95 is > 5x the
-    best p95 so far; None when every step kept up."""
+    """The lowest offered rate from which every step is overloaded: delivered < 90 % of
+    the offer, or total p95 > 5x the best p95 of the lower steps. A lone bad step
+    followed by good ones is noise (another process took the CPUs), not the knee.
+    None when the last step still kept up."""
     best: float | None = None
+    knee: float | None = None
     for step in steps:
         p95 = step["total"]["p95_ms"]
         kept = (step["delivered_rate"] or 0.0) >= 0.9 * step["offered_rate"]
-        if not kept or (p95 is not None and best is not None and p95 > 5 * max(best, 1.0)):
-            return float(step["offered_rate"])
+        slow = p95 is not None and best is not None and p95 > 5 * max(best, 1.0)
+        overloaded = not kept or slow
+        if not overloaded:
+            knee = None
+        elif knee is None:
+            knee = float(step["offered_rate"])
         if p95 is not None:
             best = p95 if best is None else min(best, p95)
-    return None
+    return knee
 
 
 async def sweep_system(

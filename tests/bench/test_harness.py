@@ -169,6 +169,9 @@ def test_sweep_message_knee_and_step_summary() -> None:
     assert sweep.find_knee([step]) is None
     assert sweep.find_knee([step, slow]) == 20.0
     assert sweep.find_knee([step, behind]) == 40.0
+    recovered = {"offered_rate": 80.0, "delivered_rate": 80.0, "total": {"p95_ms": 25.0}}
+    assert sweep.find_knee([step, behind, recovered]) is None
+    assert sweep.find_knee([step, slow, behind]) == 20.0
     record = sweep.StepRecord(10.0, "s", due={1: 0.0, 2: 0.1}, accepted={1: 0.01, 2: 0.11})
     summary = sweep.summarise_step(record, {1: 0.05, 2: 0.2}, {"ingress": 0.002}, ["ingress"])
     assert summary["delivered"] == 2
