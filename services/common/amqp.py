@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import aio_pika
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Handler = Callable[[AbstractIncomingMessage], Awaitable[None]]
+Output = tuple[str, BaseModel, str]  # queue, envelope, message id
 
 
 class BrokerUnavailable(Exception):
@@ -140,6 +141,23 @@ class Broker:
             raise BrokerUnavailable(f"publish to {queue} not confirmed: {exc}") from exc
         if not isinstance(confirmation, aiormq.spec.Basic.Ack):
             raise BrokerUnavailable(f"publish to {queue} not confirmed: {confirmation!r}")
+
+    async def publish_all(self, body: bytes, outputs: Sequence[Output]) -> None:
+        """Publish one body to several queues at once; raise the first failure.
+
+        Every publish has settled when this returns or raises, so a caller that
+        then acknowledges (or requeues) its input never races its own outputs.
+        """
+        results = await asyncio.gather(
+            *(
+                self.publish(queue, body, envelope, message_id=message_id)
+                for queue, envelope, message_id in outputs
+            ),
+            return_exceptions=True,
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
     async def consume(self, queue: str, handler: Handler) -> None:
         """Start consuming ``queue``; each message runs ``handler`` in its own task.

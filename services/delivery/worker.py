@@ -16,9 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from aio_pika.abc import AbstractIncomingMessage
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
-from services.common.amqp import Broker, BrokerUnavailable
+from services.common.amqp import Broker, BrokerUnavailable, Output
 from services.common.consumer import park_unreadable
 from services.common.envelope import DeliveryJob, RecipientResult, decode
 from services.delivery.deferred import DeferredTracker
@@ -197,7 +197,7 @@ class DeliveryWorker:
     async def _publish(self, job: DeliveryJob, outcome: Outcome, body: bytes) -> None:
         topology = self._broker.topology
         tag = f"{job.queue_id}.{job.route}.{job.domain or 'local'}.a{job.attempts + 1}"
-        outputs: list[tuple[str, BaseModel, str]] = []
+        outputs: list[Output] = []
         if outcome.bounce is not None:
             outputs.append((topology.bounce, outcome.bounce, f"{tag}.failure"))
         if outcome.delay_notice is not None:
@@ -205,16 +205,7 @@ class DeliveryWorker:
         if outcome.retry is not None:
             queue = topology.retry_queue(outcome.retry.attempts)
             outputs.append((queue, outcome.retry, f"{tag}.retry"))
-        results = await asyncio.gather(
-            *(
-                self._broker.publish(queue, body, envelope, message_id=message_id)
-                for queue, envelope, message_id in outputs
-            ),
-            return_exceptions=True,
-        )
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
+        await self._broker.publish_all(body, outputs)
 
     def _record(self, job: DeliveryJob, outcome: Outcome, note: str) -> None:
         metrics = self._metrics

@@ -7,15 +7,14 @@ than losing a recipient (at-least-once, like every hop of the pipeline).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 
 from aio_pika.abc import AbstractIncomingMessage
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from services.common.addressing import RecipientDirectory
-from services.common.amqp import Broker, BrokerUnavailable
+from services.common.amqp import Broker, BrokerUnavailable, Output
 from services.common.consumer import park_unreadable, requeue_after
 from services.common.envelope import AcceptedMessage, decode
 from services.router.metrics import RouterMetrics
@@ -76,24 +75,13 @@ class RouterWorker:
 
     async def _publish(self, plan: RoutingPlan, body: bytes) -> None:
         topology = self._broker.topology
-        outputs: list[tuple[str, BaseModel, str]] = [
+        outputs: list[Output] = [
             (topology.delivery, job, f"{job.queue_id}.{job.route}.{job.domain}")
             for job in plan.jobs
         ]
         if plan.bounce is not None:
             outputs.append((topology.bounce, plan.bounce, f"{plan.bounce.queue_id}.router-bounce"))
-        results = await asyncio.gather(
-            *(
-                self._broker.publish(queue, body, envelope, message_id=message_id)
-                for queue, envelope, message_id in outputs
-            ),
-            return_exceptions=True,
-        )
-        for result in results:
-            if isinstance(result, BrokerUnavailable):
-                raise result
-            if isinstance(result, BaseException):
-                raise result
+        await self._broker.publish_all(body, outputs)
 
     def _count(self, plan: RoutingPlan) -> None:
         for route in ("local", "relay"):
