@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage
@@ -69,18 +69,27 @@ class QueueConsumer:
             self._tasks.append(task)
 
     async def stop(self) -> None:
-        running = [task for task in self._tasks if not task.done()]
-        for task in running:
-            task.cancel()
-        for task in running:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all(self._tasks)
         self._tasks.clear()
         self._consuming = False
         await self.broker.drain()
         for cleanup in self._cleanups:
             await cleanup()
         await self.broker.close()
+
+
+async def cancel_all(tasks: Iterable[asyncio.Task[None]], retry: float = 0.5) -> None:
+    """Cancel ``tasks`` and wait until every one has ended.
+
+    A task that swallowed its cancellation (aio-pika can, when it arrives inside a
+    channel open or close) is cancelled again every ``retry`` seconds, so a stop
+    never hangs on it. Failures are reported by the tasks' done callbacks.
+    """
+    running = {task for task in tasks if not task.done()}
+    while running:
+        for task in running:
+            task.cancel()
+        _, running = await asyncio.wait(running, timeout=retry)
 
 
 def _report_failure(task: asyncio.Task[None]) -> None:

@@ -1,5 +1,6 @@
 """The shared wiring: topology and broker from settings, the admin token setting, the HTTP app."""
 
+import asyncio
 from pathlib import Path
 
 import httpx
@@ -8,6 +9,7 @@ from fastapi import APIRouter
 from prometheus_client import CollectorRegistry, Counter
 
 from services.common.amqp import Broker
+from services.common.consumer import cancel_all
 from services.common.http import build_app
 from services.common.settings import SettingsError, load_settings
 from services.common.topology import Topology
@@ -100,3 +102,20 @@ async def test_extra_routes_are_served_beside_the_open_ones() -> None:
         assert (await client.get("/admin/ping")).json() == {"pong": "yes"}
         assert (await client.get("/healthz")).status_code == 200
         assert "wired_things_total 1.0" in (await client.get("/metrics")).text
+
+
+async def test_cancel_all_cancels_again_a_task_that_swallowed_its_cancellation() -> None:
+    swallowed = asyncio.Event()
+
+    async def stubborn() -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            swallowed.set()  # as aio-pika may, inside a channel open or close
+        await asyncio.Event().wait()
+
+    task = asyncio.create_task(stubborn())
+    await asyncio.sleep(0)  # let it start waiting
+    await asyncio.wait_for(cancel_all([task], retry=0.05), 5)
+    assert swallowed.is_set()
+    assert task.cancelled()
