@@ -12,7 +12,6 @@ from prometheus_client import CollectorRegistry
 
 from services.common.amqp import Broker
 from services.common.settings import ListenAddress, Settings
-from services.common.topology import Topology
 from services.ingress.auth import AuthGuard, GuardSettings, UserDirectory
 from services.ingress.directory import ReloadingDirectory, ReloadingTable
 from services.ingress.handler import IngressContext, IngressHandler
@@ -52,12 +51,7 @@ class IngressService:
         self.settings = settings
         self.registry = CollectorRegistry()
         self.metrics = IngressMetrics(self.registry, settings.account_metrics_limit)
-        topology = Topology(
-            settings.amqp_prefix, tuple(settings.retry_schedule), settings.amqp_delivery_limit
-        )
-        self.broker = Broker(
-            settings.amqp_url.get_secret_value(), topology, prefetch=settings.amqp_prefetch
-        )
+        self.broker = Broker.from_settings(settings)
         self.certificate = (
             ReloadingCertificate(settings.tls_cert_file, settings.tls_key_file)
             if settings.tls_cert_file is not None and settings.tls_key_file is not None

@@ -24,7 +24,7 @@ from pathlib import Path
 import aio_pika
 
 from services.common.settings import load_settings
-from services.common.topology import Topology
+from services.delivery.throttle import DeliveryTopology
 
 AMQP_URL = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
@@ -201,7 +201,8 @@ class Stack:
 
 async def delete_queues(prefix: str, env: dict[str, str] | None = None) -> None:
     settings = load_settings({**(env or {}), "STAFFETTA_AMQP_PREFIX": prefix})
-    topology = Topology(prefix, tuple(settings.retry_schedule), settings.amqp_delivery_limit)
+    # The delivery topology is the widest: the shared queues plus its throttle queue.
+    topology = DeliveryTopology.from_settings(settings)
     connection = await aio_pika.connect(AMQP_URL)
     async with connection:
         for spec in topology.queues():
