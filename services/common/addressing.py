@@ -43,6 +43,18 @@ def normalize_address(address: str) -> str:
     return f"{local.lower()}@{domain}" if domain else local.lower()
 
 
+def unique_addresses(addresses: Iterable[str]) -> list[str]:
+    """Drop repeats (compared as :func:`normalize_address`), keeping the first spelling."""
+    seen: set[str] = set()
+    unique = []
+    for address in addresses:
+        key = normalize_address(address)
+        if key not in seen:
+            seen.add(key)
+            unique.append(address)
+    return unique
+
+
 def is_safe_local_part(local: str) -> bool:
     """Can this local part name a Maildir folder without escaping it?"""
     if not local or local in (".", "..") or "/" in local or "\\" in local or "\x00" in local:
@@ -122,14 +134,7 @@ class RecipientDirectory:
         """
         result: list[str] = []
         self._expand(address, (), result)
-        seen: set[str] = set()
-        unique = []
-        for item in result:
-            key = normalize_address(item)
-            if key not in seen:
-                seen.add(key)
-                unique.append(item)
-        return unique
+        return unique_addresses(result)
 
     def _expand(self, address: str, chain: tuple[str, ...], out: list[str]) -> None:
         key = normalize_address(address)

@@ -79,6 +79,24 @@ def _duration(value: Any) -> Any:
 CommaList = Annotated[list[str], NoDecode]
 
 
+# Settings written as durations (`30s`, `5m`, `1h30m`): parsed to seconds, shown the same way.
+DURATION_FIELDS = (
+    "greet_pause",
+    "smtp_idle_timeout",
+    "auth_lockout",
+    "auth_failure_delay",
+    "dns_timeout",
+    "connect_timeout",
+    "command_timeout",
+    "data_timeout",
+    "greeting_timeout",
+    "starttls_timeout",
+    "connection_cache_time",
+    "max_queue_lifetime",
+    "delay_warning_after",
+)
+
+
 class Settings(BaseSettings):
     """The effective configuration of one Staffetta process."""
 
@@ -229,22 +247,7 @@ class Settings(BaseSettings):
             ipaddress.ip_address(address.host)
         return items
 
-    @field_validator(
-        "dns_timeout",
-        "connect_timeout",
-        "command_timeout",
-        "data_timeout",
-        "greeting_timeout",
-        "starttls_timeout",
-        "connection_cache_time",
-        "max_queue_lifetime",
-        "delay_warning_after",
-        "greet_pause",
-        "smtp_idle_timeout",
-        "auth_lockout",
-        "auth_failure_delay",
-        mode="before",
-    )
+    @field_validator(*DURATION_FIELDS, mode="before")
     @classmethod
     def _durations(cls, value: Any) -> Any:
         return _duration(value)
@@ -350,7 +353,7 @@ class Settings(BaseSettings):
             value = getattr(self, name)
             if isinstance(value, SecretStr):
                 text = _mask_url(value.get_secret_value())
-            elif name in _DURATION_FIELDS:
+            elif name in DURATION_FIELDS:
                 text = format_duration(value)
             elif name == "retry_schedule":
                 text = ",".join(format_duration(step) for step in value)
@@ -364,23 +367,6 @@ class Settings(BaseSettings):
                 text = str(value)
             shown[f"{ENV_PREFIX}{name.upper()}"] = text
         return shown
-
-
-_DURATION_FIELDS = {
-    "greet_pause",
-    "smtp_idle_timeout",
-    "auth_lockout",
-    "auth_failure_delay",
-    "dns_timeout",
-    "connect_timeout",
-    "command_timeout",
-    "data_timeout",
-    "greeting_timeout",
-    "starttls_timeout",
-    "connection_cache_time",
-    "max_queue_lifetime",
-    "delay_warning_after",
-}
 
 
 def _mask_url(url: str) -> str:

@@ -32,6 +32,7 @@ from services.common.addressing import (
     is_safe_local_part,
     normalize_address,
     split_address,
+    unique_addresses,
 )
 from services.common.envelope import (
     AcceptedMessage,
@@ -118,12 +119,13 @@ def route_message(message: AcceptedMessage, directory: RecipientDirectory) -> Ro
     """Expand, split and group the recipients of ``message`` into delivery jobs."""
     if message.received_headers > MAX_HOPS:
         reason = f"hop count exceeded ({message.received_headers} Received: headers)"
-        looped = [_failure(rcpt, LOOP_STATUS, reason) for rcpt in _unique(message.recipients)]
+        recipients = unique_addresses(message.recipients)
+        looped = [_failure(rcpt, LOOP_STATUS, reason) for rcpt in recipients]
         return RoutingPlan(jobs=[], bounce=_bounce(message, looped), failed=looped)
 
     collector = _Collector(directory)
     expansions = 0
-    for recipient in _unique(message.recipients):
+    for recipient in unique_addresses(message.recipients):
         try:
             targets = directory.expand(recipient)
         except AliasLoop as exc:
@@ -175,14 +177,3 @@ def _bounce(message: AcceptedMessage, failed: list[RecipientResult]) -> BounceJo
         kind="failure",
         results=failed,
     )
-
-
-def _unique(addresses: list[str]) -> list[str]:
-    seen: set[str] = set()
-    unique = []
-    for address in addresses:
-        key = normalize_address(address)
-        if key not in seen:
-            seen.add(key)
-            unique.append(address)
-    return unique
