@@ -12,7 +12,8 @@ from services.bounce import service as bounce_service
 from services.common.amqp import Broker
 from services.common.envelope import BounceJob, DeliveryJob, RecipientResult, decode
 from services.router import service as router_service
-from tests.integration.bounce.conftest import collect, service_settings, wait_for
+from tests.integration.bounce.conftest import service_settings
+from tests.support.amqp import collect, wait_for
 
 ORIGINAL = b"From: alice@example.org\r\nTo: bob@remote.test\r\nSubject: hi\r\n\r\nbody\r\n"
 

@@ -19,7 +19,8 @@ from services.common.envelope import (
     RecipientResult,
     decode,
 )
-from tests.integration.bounce.conftest import collect, message_count, service_settings, wait_for
+from tests.integration.bounce.conftest import service_settings
+from tests.support.amqp import collect, message_count, wait_for
 
 ORIGINAL = (
     b"From: Alice <alice@example.org>\r\n"

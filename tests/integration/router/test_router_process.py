@@ -17,7 +17,7 @@ from aio_pika.abc import AbstractRobustConnection
 
 from services.common.amqp import Broker
 from services.common.envelope import AcceptedMessage, DeliveryJob, decode
-from tests.integration.router.conftest import AMQP_URL, collect
+from tests.support.amqp import AMQP_URL, collect
 
 
 def free_port() -> int:

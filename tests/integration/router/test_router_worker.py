@@ -20,13 +20,8 @@ from services.common.envelope import (
 from services.router.metrics import RouterMetrics
 from services.router.service import RouterService, build
 from services.router.worker import RouterWorker
-from tests.integration.router.conftest import (
-    AMQP_URL,
-    collect,
-    message_count,
-    router_settings,
-    wait_for,
-)
+from tests.integration.router.conftest import router_settings
+from tests.support.amqp import AMQP_URL, collect, message_count, wait_for
 
 BODY = b"From: alice@example.org\r\nSubject: hello\r\n\r\nHello there.\r\n"
 
