@@ -27,7 +27,6 @@ import struct
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 import dns.flags
@@ -37,6 +36,8 @@ import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
+
+from tests.support.background_loop import BackgroundLoop
 
 TTL = 60
 
@@ -66,20 +67,19 @@ class Query:
     transport: str  # "udp" or "tcp"
 
 
-class DnsServer:
+class DnsServer(BackgroundLoop):
     """An authoritative loopback DNS server for MX, A and AAAA records."""
 
+    thread_name = "test-dns"
+    description = "DNS server"
+
     def __init__(self, zone: Zone | None = None, host: str = "127.0.0.1") -> None:
+        super().__init__()
         self.zone = zone or Zone()
         self.host = host
         self.port = 0
         self.queries: list[Query] = []
         self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
-        self._stop: asyncio.Event | None = None
-        self._error: BaseException | None = None
 
     # Zone editing (thread-safe; applies to the next query).
 
@@ -173,63 +173,10 @@ class DnsServer:
             return list(self.zone.aaaa.get(name, []))
         return []
 
-    # Life cycle: a background thread with its own loop.
+    # Life cycle (start/stop/with/async with): see BackgroundLoop.
 
-    def start(self) -> DnsServer:
-        if self._thread is not None:
-            return self
-        self._thread = threading.Thread(target=self._run, name="test-dns", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("DNS server did not start")
-        if self._error is not None:
-            raise RuntimeError("DNS server failed to start") from self._error
-        return self
-
-    def stop(self) -> None:
-        if self._thread is None or self._loop is None or self._stop is None:
-            return
-        with contextlib.suppress(RuntimeError):
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10)
-        self._thread = None
-
-    def __enter__(self) -> DnsServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> DnsServer:
-        return await asyncio.to_thread(self.start)
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await asyncio.to_thread(self.stop)
-
-    def _run(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        try:
-            loop.run_until_complete(self._serve())
-        except BaseException as exc:  # reported to start()
-            self._error = exc
-            self._ready.set()
-        finally:
-            loop.close()
-
-    async def _serve(self) -> None:
+    async def _serve(self, stopped: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
         udp_sock, tcp_sock = _bind_pair(self.host)
         self.port = udp_sock.getsockname()[1]
         transport, _ = await loop.create_datagram_endpoint(
@@ -238,7 +185,7 @@ class DnsServer:
         server = await asyncio.start_server(self._handle_tcp, sock=tcp_sock)
         self._ready.set()
         try:
-            await self._stop.wait()
+            await stopped.wait()
         finally:
             transport.close()
             server.close()

@@ -22,7 +22,6 @@ transactions (``times=None``: every one). A RCPT rule may name one recipient.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import socket
 import ssl
@@ -30,10 +29,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+from tests.support.background_loop import BackgroundLoop
 
 _transactions = itertools.count(1)
 
@@ -338,8 +338,11 @@ def _free_port(hosts: list[str]) -> int:
     raise RuntimeError("no port free on every MX address")
 
 
-class MxServers:
+class MxServers(BackgroundLoop):
     """A fleet of fake MX hosts on consecutive loopback addresses, one shared port."""
+
+    thread_name = "test-mx"
+    description = "MX servers"
 
     def __init__(
         self,
@@ -361,6 +364,7 @@ class MxServers:
         answers 530 to MAIL before AUTH. AUTH is offered only after STARTTLS
         when a ``tls_context`` is set, unless ``auth_require_tls=False``.
         """
+        super().__init__()
         self.servers = [
             MxServer(self, f"127.0.0.{first_address + index}", f"mx{index + 1}.{domain}")
             for index in range(count)
@@ -376,11 +380,6 @@ class MxServers:
             tls_context is not None if auth_require_tls is None else (auth_require_tls)
         )
         self._cond = threading.Condition()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
-        self._stopped: asyncio.Event | None = None
-        self._error: BaseException | None = None
 
     def __getitem__(self, index: int) -> MxServer:
         return self.servers[index]
@@ -442,69 +441,17 @@ class MxServers:
         assert self._loop is not None
         asyncio.run_coroutine_threadsafe(coroutine(), self._loop).result(10)
 
-    # Life cycle.
+    # Life cycle (start/stop/with/async with): see BackgroundLoop.
 
-    def start(self) -> MxServers:
-        if self._thread is not None:
-            return self
+    def _before_start(self) -> None:
         self.port = _free_port(self.hosts)
-        self._thread = threading.Thread(target=self._run, name="test-mx", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("MX servers did not start")
-        if self._error is not None:
-            raise RuntimeError("MX servers failed to start") from self._error
-        return self
 
-    def stop(self) -> None:
-        if self._thread is None or self._loop is None or self._stopped is None:
-            return
-        with contextlib.suppress(RuntimeError):
-            self._loop.call_soon_threadsafe(self._stopped.set)
-        self._thread.join(10)
-        self._thread = None
-        self._loop = None
-
-    def __enter__(self) -> MxServers:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> MxServers:
-        return await asyncio.to_thread(self.start)
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await asyncio.to_thread(self.stop)
-
-    def _run(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        try:
-            loop.run_until_complete(self._serve())
-        except BaseException as exc:  # reported to start()
-            self._error = exc
-            self._ready.set()
-        finally:
-            loop.close()
-
-    async def _serve(self) -> None:
-        self._stopped = asyncio.Event()
+    async def _serve(self, stopped: asyncio.Event) -> None:
         try:
             for server in self.servers:
                 await server._apply_listening()
             self._ready.set()
-            await self._stopped.wait()
+            await stopped.wait()
         finally:
             for server in self.servers:
                 await server._close()
