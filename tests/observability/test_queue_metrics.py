@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import time
-import uuid
 from collections.abc import AsyncIterator
 
 import aio_pika
@@ -18,8 +15,7 @@ from pydantic import BaseModel
 from services.common.amqp import Broker, BrokerUnavailable
 from services.common.queue_metrics import QueueMetrics, cancel
 from services.common.topology import Topology
-
-AMQP_URL = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+from tests.support.amqp import AMQP_URL, delete_queues_at, unique_prefix
 
 pytestmark = pytest.mark.broker
 
@@ -30,19 +26,12 @@ class Note(BaseModel):
 
 @pytest.fixture
 async def broker() -> AsyncIterator[Broker]:
-    topology = Topology(f"test-{uuid.uuid4().hex[:8]}", (1.0, 300.0))
+    topology = Topology(unique_prefix(), (1.0, 300.0))
     broker = Broker(AMQP_URL, topology)
     await broker.connect()
     yield broker
     await broker.close()
-    connection = await aio_pika.connect(AMQP_URL)
-    async with connection:
-        for spec in topology.queues():
-            channel = await connection.channel()
-            with contextlib.suppress(Exception):
-                await channel.queue_delete(spec.name, if_unused=False, if_empty=False)
-            with contextlib.suppress(Exception):
-                await channel.close()
+    await delete_queues_at(AMQP_URL, (spec.name for spec in topology.queues()))
 
 
 def sample(registry: CollectorRegistry, name: str, queue: str) -> float | None:

@@ -21,10 +21,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import aio_pika
-
 from services.common.settings import load_settings
 from services.delivery.throttle import DeliveryTopology
+from tests.support.amqp import delete_queues_at
 
 AMQP_URL = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
@@ -203,14 +202,7 @@ async def delete_queues(prefix: str, env: dict[str, str] | None = None) -> None:
     settings = load_settings({**(env or {}), "STAFFETTA_AMQP_PREFIX": prefix})
     # The delivery topology is the widest: the shared queues plus its throttle queue.
     topology = DeliveryTopology.from_settings(settings)
-    connection = await aio_pika.connect(AMQP_URL)
-    async with connection:
-        for spec in topology.queues():
-            channel = await connection.channel()
-            with contextlib.suppress(Exception):
-                await channel.queue_delete(spec.name, if_unused=False, if_empty=False)
-            with contextlib.suppress(Exception):
-                await channel.close()
+    await delete_queues_at(AMQP_URL, (spec.name for spec in topology.queues()))
 
 
 @contextlib.contextmanager

@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
 import socket
-import time
-import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
-import aio_pika
 import pytest
 from aio_pika.abc import AbstractIncomingMessage
 from prometheus_client import CollectorRegistry
@@ -20,21 +15,16 @@ from services.common.amqp import Broker
 from services.common.consumer import ConsumerService, QueueConsumer
 from services.common.envelope import DeliveryJob, new_queue_id
 from services.common.topology import Topology
-
-AMQP_URL = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+from tests.support.amqp import AMQP_URL, delete_queues_at, unique_prefix, wait_for
 
 pytestmark = pytest.mark.broker
 
 
 @pytest.fixture
 async def topology() -> AsyncIterator[Topology]:
-    topology = Topology(f"test-{uuid.uuid4().hex[:8]}", (1.0, 2.0))
+    topology = Topology(unique_prefix(), (1.0, 2.0))
     yield topology
-    async with await aio_pika.connect_robust(AMQP_URL) as connection:
-        channel = await connection.channel()
-        for spec in topology.queues():
-            with contextlib.suppress(Exception):
-                await channel.queue_delete(spec.name, if_unused=False, if_empty=False)
+    await delete_queues_at(AMQP_URL, (spec.name for spec in topology.queues()))
 
 
 def job() -> DeliveryJob:
@@ -46,15 +36,6 @@ def job() -> DeliveryJob:
         domain="example.test",
         accepted_at=0.0,
     )
-
-
-async def wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
-    """Poll a state that no awaitable event signals (readiness), with a hard deadline."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {seconds}s waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 async def test_consumes_runs_background_jobs_and_stops_in_order(topology: Topology) -> None:

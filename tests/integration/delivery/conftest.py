@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,10 +19,10 @@ from services.common.envelope import BounceJob, DeliveryJob, decode, new_queue_i
 from services.common.settings import load_settings
 from services.common.topology import Topology
 from services.delivery.service import DeliveryService, build
+from tests.support.amqp import AMQP_URL, delete_queues, unique_prefix, wait_for
 from tests.support.dns_server import DnsServer
 from tests.support.mx_server import MxServers
 
-AMQP_URL = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 HOSTNAME = "relay.staffetta.test"
 BODY = (
     b"Received: from client.test by relay.staffetta.test; Sat, 1 Jan 2026 00:00:00 +0000\r\n"
@@ -33,15 +31,6 @@ BODY = (
 )
 
 pytestmark = pytest.mark.broker
-
-
-async def wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
-    """Poll a condition that no awaitable event signals, with a hard deadline."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {seconds}s waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 @dataclass
@@ -116,7 +105,7 @@ async def start_delivery(
     started: list[Delivery] = []
 
     async def start(prefix: str = "", **overrides: str) -> Delivery:
-        prefix = prefix or f"test-{uuid.uuid4().hex[:8]}"
+        prefix = prefix or unique_prefix()
         env = {
             "STAFFETTA_AMQP_URL": AMQP_URL,
             "STAFFETTA_AMQP_PREFIX": prefix,
@@ -151,12 +140,9 @@ async def start_delivery(
     yield start
     for delivery in started:
         await delivery.service.stop()
-        channel = await delivery.connection.channel()
-        for spec in delivery.topology.queues():
-            with contextlib.suppress(Exception):
-                await channel.queue_delete(spec.name, if_unused=False, if_empty=False)
+        await delete_queues(delivery.connection, (spec.name for spec in delivery.topology.queues()))
         with contextlib.suppress(Exception):
             await delivery.connection.close()
 
 
-__all__ = ["BODY", "HOSTNAME", "Broker", "Delivery", "StartDelivery", "wait_for"]
+__all__ = ["AMQP_URL", "BODY", "HOSTNAME", "Broker", "Delivery", "StartDelivery", "wait_for"]
