@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import ssl
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,11 +97,6 @@ async def until(predicate: Callable[[], bool], within: float = 10.0) -> bool:
 async def wait_ready(service: IngressService, within: float = 15.0) -> None:
     if not await until(service.is_ready, within):
         raise AssertionError("ingress not ready (is RabbitMQ running on 127.0.0.1:5672?)")
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"test-{uuid.uuid4().hex[:8]}"
 
 
 @pytest.fixture

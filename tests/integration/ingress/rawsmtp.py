@@ -31,6 +31,22 @@ class RawSMTP:
         )
         return cls(reader, writer)
 
+    @classmethod
+    async def greeted(
+        cls,
+        port: int,
+        *,
+        ehlo: str = "client.test",
+        host: str = "127.0.0.1",
+        source: str | None = None,
+        tls: ssl.SSLContext | None = None,
+    ) -> RawSMTP:
+        """Connected, greeting read and ``EHLO`` sent (neither reply checked): ready for MAIL."""
+        client = await cls.connect(port, host=host, source=source, tls=tls)
+        await client.reply()
+        await client.command(f"EHLO {ehlo}")
+        return client
+
     async def reply(self, within: float = 10.0) -> str:
         """One complete (possibly multi-line) reply, lines joined by newlines."""
         lines: list[str] = []

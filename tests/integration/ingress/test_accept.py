@@ -98,9 +98,7 @@ async def test_relay_denied_for_untrusted_clients(
     start_ingress: StartIngress, incoming: Incoming
 ) -> None:
     ingress = await start_ingress(trusted_networks="10.0.0.0/8")
-    client = await RawSMTP.connect(ingress.smtp_port)
-    await client.reply()
-    await client.command("EHLO client.test")
+    client = await RawSMTP.greeted(ingress.smtp_port)
     assert (await client.command("MAIL FROM:<a@sender.test>")).startswith("250")
     assert (await client.command("RCPT TO:<x@remote.test>")).startswith("554 5.7.1 ")
     assert (await client.command("RCPT TO:<y@local.test>")).startswith("250 2.1.5")
@@ -128,9 +126,7 @@ async def test_recipients_file_aliases_and_unsafe_names(
     aliases = tmp_path / "aliases"
     aliases.write_text("team@local.test: alice@local.test, carol@remote.test\n")
     ingress = await start_ingress(local_recipients_file=str(recipients), aliases_file=str(aliases))
-    client = await RawSMTP.connect(ingress.smtp_port)
-    await client.reply()
-    await client.command("EHLO client.test")
+    client = await RawSMTP.greeted(ingress.smtp_port)
     await client.command("MAIL FROM:<a@sender.test>")
     assert (await client.command("RCPT TO:<mallory@local.test>")).startswith("550 5.1.1 ")
     assert (await client.command("RCPT TO:<Alice@Local.Test>")).startswith("250 ")
@@ -144,9 +140,7 @@ async def test_declared_and_actual_size_limits(
     start_ingress: StartIngress, incoming: Incoming
 ) -> None:
     ingress = await start_ingress(max_message_size="1000")
-    client = await RawSMTP.connect(ingress.smtp_port)
-    await client.reply()
-    await client.command("EHLO client.test")
+    client = await RawSMTP.greeted(ingress.smtp_port)
     assert (await client.command("MAIL FROM:<a@sender.test> SIZE=1001")).startswith("552 5.3.4 ")
     answers = await transaction(
         client,
@@ -170,9 +164,7 @@ async def test_recipients_past_the_limit_get_452(
     start_ingress: StartIngress, incoming: Incoming
 ) -> None:
     ingress = await start_ingress(max_recipients="2")
-    client = await RawSMTP.connect(ingress.smtp_port)
-    await client.reply()
-    await client.command("EHLO client.test")
+    client = await RawSMTP.greeted(ingress.smtp_port)
     answers = await transaction(
         client, "a@s.test", ["r1@local.test", "r2@local.test", "r3@local.test"], b"S: x\r\n\r\n"
     )
@@ -201,9 +193,7 @@ async def test_swaks_delivers_through_the_ingress(
 
 async def test_submission_port_requires_auth(start_ingress: StartIngress) -> None:
     ingress = await start_ingress()
-    client = await RawSMTP.connect(ingress.submission_port)
-    await client.reply()
-    await client.command("EHLO client.test")
+    client = await RawSMTP.greeted(ingress.submission_port)
     assert (await client.command("MAIL FROM:<a@sender.test>")).startswith("530 5.7.0 ")
     await client.close()
     assert ingress.metric("staffetta_ingress_sessions_total", port="submission") == 1
@@ -229,9 +219,7 @@ async def test_duplicate_recipients_are_queued_once(
     start_ingress: StartIngress, incoming: Incoming
 ) -> None:
     ingress = await start_ingress()
-    client = await RawSMTP.connect(ingress.smtp_port)
-    await client.reply()
-    await client.command("EHLO c.test")
+    client = await RawSMTP.greeted(ingress.smtp_port, ehlo="c.test")
     recipients = ["b@local.test", "b@local.test", "B@Local.Test", "c@local.test"]
     answers = await transaction(client, "a@s.test", recipients, b"Subject: d\r\n\r\n")
     await client.close()

@@ -53,9 +53,7 @@ async def test_starttls_then_auth_plain_relays_and_is_recorded(
         users_file=str(users_file),
         trusted_networks="10.0.0.0/8",
     )
-    client = await RawSMTP.connect(ingress.submission_port)
-    await client.reply()
-    await client.command("EHLO c.test")
+    client = await RawSMTP.greeted(ingress.submission_port, ehlo="c.test")
     assert (await starttls(client, tls_files.client)).startswith("220 2.0.0 ")
     offered = keywords(await client.command("EHLO c.test"))
     assert "AUTH PLAIN LOGIN" in offered and "STARTTLS" not in offered
@@ -118,9 +116,7 @@ async def test_auth_login_failures_slow_down_then_lock_out(
     locked = await client.command(f"AUTH PLAIN {plain('alice', 'wonderland')}")
     assert locked.startswith("454 4.7.0 "), locked
     await client.close()
-    other = await RawSMTP.connect(ingress.submission_port, source="127.0.0.9")
-    await other.reply()
-    await other.command("EHLO c.test")
+    other = await RawSMTP.greeted(ingress.submission_port, source="127.0.0.9", ehlo="c.test")
     assert (await other.command(f"AUTH PLAIN {plain('alice', 'wonderland')}")).startswith("235")
     assert (await other.command("AUTH PLAIN")).startswith("503 ")  # already authenticated
     await other.close()
@@ -131,9 +127,7 @@ async def test_auth_login_with_initial_response_and_abort(
     start_ingress: StartIngress, users_file: Path
 ) -> None:
     ingress = await start_ingress(users_file=str(users_file), allow_plaintext_auth="true")
-    client = await RawSMTP.connect(ingress.submission_port)
-    await client.reply()
-    await client.command("EHLO c.test")
+    client = await RawSMTP.greeted(ingress.submission_port, ehlo="c.test")
     assert (await client.command(f"AUTH LOGIN {b64('alice')}")) == "334 UGFzc3dvcmQ6"
     assert (await client.command("*")).startswith("501 ")
     assert (await client.command("AUTH PLAIN")) == "334 "
@@ -148,9 +142,7 @@ async def test_users_file_is_reloaded_when_it_changes(
     ingress = await start_ingress(users_file=str(users_file), allow_plaintext_auth="true")
 
     async def auth(user: str, password: str) -> str:
-        client = await RawSMTP.connect(ingress.submission_port)
-        await client.reply()
-        await client.command("EHLO c.test")
+        client = await RawSMTP.greeted(ingress.submission_port, ehlo="c.test")
         reply = await client.command(f"AUTH PLAIN {plain(user, password)}")
         await client.close()
         return reply
@@ -167,9 +159,7 @@ async def test_mta_port_offers_auth_only_with_a_users_file(
 ) -> None:
     tls = {"tls_cert_file": str(tls_files.cert_file), "tls_key_file": str(tls_files.key_file)}
     without = await start_ingress(**tls)
-    client = await RawSMTP.connect(without.smtp_port)
-    await client.reply()
-    await client.command("EHLO c.test")
+    client = await RawSMTP.greeted(without.smtp_port, ehlo="c.test")
     await starttls(client, tls_files.client)
     assert not any(k.startswith("AUTH") for k in keywords(await client.command("EHLO c.test")))
     assert (await client.command(f"AUTH PLAIN {plain('alice', 'wonderland')}")).startswith("502")
@@ -190,9 +180,7 @@ async def test_commands_pipelined_after_starttls_are_discarded(
     ingress = await start_ingress(
         tls_cert_file=str(tls_files.cert_file), tls_key_file=str(tls_files.key_file)
     )
-    client = await RawSMTP.connect(ingress.smtp_port)
-    await client.reply()
-    await client.command("EHLO c.test")
+    client = await RawSMTP.greeted(ingress.smtp_port, ehlo="c.test")
     await client.send(b"STARTTLS\r\nMAIL FROM:<injected@evil.test>\r\n")
     assert (await client.reply()).startswith("220 ")
     await client.writer.start_tls(tls_files.client, server_hostname="mx.staffetta.test")
@@ -270,9 +258,7 @@ async def test_renewed_certificate_is_used_without_a_restart(
         """(STARTTLS on the MTA port, implicit TLS) with a client trusting one CA."""
         results = []
         try:
-            smtp = await RawSMTP.connect(ingress.smtp_port)
-            await smtp.reply()
-            await smtp.command("EHLO c.test")
+            smtp = await RawSMTP.greeted(ingress.smtp_port, ehlo="c.test")
             await starttls(smtp, client)
             results.append((await smtp.command("NOOP")).startswith("250"))
             await smtp.close()
@@ -315,9 +301,7 @@ async def test_auth_lockout_ends_after_a_while(
         auth_failure_delay="50ms",
         auth_lockout="1s",
     )
-    client = await RawSMTP.connect(ingress.submission_port, source="127.0.0.7")
-    await client.reply()
-    await client.command("EHLO c.test")
+    client = await RawSMTP.greeted(ingress.submission_port, source="127.0.0.7", ehlo="c.test")
     for _ in range(2):
         assert (await client.command(f"AUTH PLAIN {plain('alice', 'guess')}")).startswith("535")
     locked_at = time.monotonic()

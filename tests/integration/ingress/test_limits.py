@@ -133,9 +133,7 @@ async def test_header_injection_through_mail_and_rcpt_parameters(
 
 
 async def send_as_alice(ingress: Running, subject: str) -> str:
-    client = await RawSMTP.connect(ingress.submission_port)
-    await client.reply()
-    await client.command("EHLO c.test")
+    client = await RawSMTP.greeted(ingress.submission_port, ehlo="c.test")
     assert (await client.command(f"AUTH PLAIN {plain('alice', 'wonderland')}")).startswith("235")
     answers = await transaction(
         client, "alice@local.test", ["x@remote.test"], f"Subject: {subject}\r\n\r\n".encode()
@@ -178,9 +176,7 @@ async def test_usage_per_account_with_bounded_labels(
     )
     assert (await send_as_alice(ingress, "1")).startswith("250 2.0.0 ")
     assert (await send_as_alice(ingress, "2")).startswith("250 2.0.0 ")
-    client = await RawSMTP.connect(ingress.submission_port)
-    await client.reply()
-    await client.command("EHLO c.test")
+    client = await RawSMTP.greeted(ingress.submission_port, ehlo="c.test")
     assert (await client.command(f"AUTH PLAIN {plain('bob', 'builder')}")).startswith("235")
     answers = await transaction(client, "bob@local.test", ["x@r.test", "y@r.test"], b"S: b\r\n\r\n")
     assert answers[-1].startswith("250 2.0.0 "), answers

@@ -103,9 +103,7 @@ async def test_local_addresses_in_any_spelling_are_accepted(
 async def test_a_trailing_dot_on_our_domain_is_queued_without_it(
     stranger: Running, incoming: Incoming
 ) -> None:
-    client = await RawSMTP.connect(stranger.smtp_port, source=UNTRUSTED)
-    await client.reply()
-    await client.command("EHLO stranger.test")
+    client = await RawSMTP.greeted(stranger.smtp_port, source=UNTRUSTED, ehlo="stranger.test")
     answers = await transaction(
         client, "someone@sender.test.", ["user@local.test."], b"Subject: dot\r\n\r\nhi\r\n"
     )
@@ -119,9 +117,7 @@ async def test_a_trailing_dot_on_our_domain_is_queued_without_it(
 async def test_a_refused_trick_leaves_nothing_to_send(
     stranger: Running, incoming: Incoming
 ) -> None:
-    client = await RawSMTP.connect(stranger.smtp_port, source=UNTRUSTED)
-    await client.reply()
-    await client.command("EHLO stranger.test")
+    client = await RawSMTP.greeted(stranger.smtp_port, source=UNTRUSTED, ehlo="stranger.test")
     await client.command("MAIL FROM:<someone@sender.test>")
     assert (await client.command("RCPT TO:<user%remote.test@local.test>")).startswith("554 5.7.1")
     assert (await client.command("DATA")).startswith("503 ")

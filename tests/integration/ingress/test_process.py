@@ -45,9 +45,7 @@ async def test_sigterm_finishes_and_exits_zero(
                 except httpx.TransportError:
                     await asyncio.sleep(0.1)
             assert ready, "the ingress never became ready"
-            client = await RawSMTP.connect(smtp_port)
-            await client.reply()
-            await client.command("EHLO c.test")
+            client = await RawSMTP.greeted(smtp_port, ehlo="c.test")
             answers = await transaction(client, "a@s.test", ["b@local.test"], b"S: p\r\n\r\n")
             assert answers[-1].startswith("250 2.0.0 ")
             metrics = (await http.get("/metrics")).text

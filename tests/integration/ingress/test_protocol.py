@@ -27,9 +27,7 @@ async def test_only_crlf_dot_crlf_ends_data(
     start_ingress: StartIngress, incoming: Incoming, fake_end: bytes
 ) -> None:
     ingress = await start_ingress()
-    client = await RawSMTP.connect(ingress.smtp_port)
-    await client.reply()
-    await client.command("EHLO c.test")
+    client = await RawSMTP.greeted(ingress.smtp_port, ehlo="c.test")
     await client.command("MAIL FROM:<a@s.test>")
     await client.command("RCPT TO:<b@local.test>")
     assert (await client.command("DATA")).startswith("354")
@@ -113,9 +111,7 @@ async def test_idle_timeout_mid_transaction_queues_nothing(
     start_ingress: StartIngress, incoming: Incoming
 ) -> None:
     ingress = await start_ingress(smtp_idle_timeout="1s")
-    client = await RawSMTP.connect(ingress.smtp_port)
-    await client.reply()
-    await client.command("EHLO c.test")
+    client = await RawSMTP.greeted(ingress.smtp_port, ehlo="c.test")
     await client.command("MAIL FROM:<a@s.test>")
     await client.command("RCPT TO:<b@local.test>")
     assert (await client.command("DATA")).startswith("354")
@@ -139,9 +135,7 @@ async def test_a_slow_but_steady_data_transfer_is_not_idle(
     start_ingress: StartIngress, incoming: Incoming
 ) -> None:
     ingress = await start_ingress(smtp_idle_timeout="1s")
-    client = await RawSMTP.connect(ingress.smtp_port)
-    await client.reply()
-    await client.command("EHLO c.test")
+    client = await RawSMTP.greeted(ingress.smtp_port, ehlo="c.test")
     await client.command("MAIL FROM:<a@s.test>")
     await client.command("RCPT TO:<b@local.test>")
     assert (await client.command("DATA")).startswith("354")
@@ -161,9 +155,7 @@ async def test_stop_lets_the_open_transaction_finish(
     ingress = await start_ingress()
     idle = await RawSMTP.connect(ingress.smtp_port)
     await idle.reply()
-    busy = await RawSMTP.connect(ingress.smtp_port)
-    await busy.reply()
-    await busy.command("EHLO c.test")
+    busy = await RawSMTP.greeted(ingress.smtp_port, ehlo="c.test")
     await busy.command("MAIL FROM:<a@s.test>")
     await busy.command("RCPT TO:<b@local.test>")
     assert (await busy.command("DATA")).startswith("354")
@@ -188,9 +180,7 @@ async def test_metrics_families_are_exported(
     start_ingress: StartIngress, incoming: Incoming
 ) -> None:
     ingress = await start_ingress()
-    client = await RawSMTP.connect(ingress.smtp_port)
-    await client.reply()
-    await client.command("EHLO c.test")
+    client = await RawSMTP.greeted(ingress.smtp_port, ehlo="c.test")
     await transaction(client, "a@s.test", ["x@nowhere.test"], b"S: x\r\n\r\n")
     await client.close()
     text = generate_latest(ingress.service.registry).decode()

@@ -48,9 +48,7 @@ async def restricted(start_ingress: StartIngress, accounts: Path, sender_logins:
 
 
 async def logged_in(port: int, user: str, password: str) -> RawSMTP:
-    client = await RawSMTP.connect(port)
-    await client.reply()
-    await client.command("EHLO c.test")
+    client = await RawSMTP.greeted(port, ehlo="c.test")
     assert (await client.command(f"AUTH PLAIN {plain(user, password)}")).startswith("235")
     return client
 
@@ -138,9 +136,7 @@ async def test_unauthenticated_clients_are_not_restricted(
     restricted: Running, incoming: Incoming
 ) -> None:
     # A trusted network on the MTA port relays without AUTH: the map does not apply.
-    client = await RawSMTP.connect(restricted.smtp_port)
-    await client.reply()
-    await client.command("EHLO app.test")
+    client = await RawSMTP.greeted(restricted.smtp_port, ehlo="app.test")
     answers = await transaction(client, "alice@local.test", ["x@remote.test"], b"S: t\r\n\r\n")
     assert answers[-1].startswith("250 2.0.0 "), answers
     await client.close()

@@ -28,9 +28,7 @@ async def send(
 ) -> list[str]:
     """One message; the replies to MAIL, each RCPT, DATA and the end of data."""
     port = ingress.submission_port if login else ingress.smtp_port
-    client = await RawSMTP.connect(port, source=source)
-    await client.reply()
-    await client.command("EHLO c.test")
+    client = await RawSMTP.greeted(port, source=source, ehlo="c.test")
     if login:
         assert (await client.command(f"AUTH PLAIN {plain(*login)}")).startswith("235")
     sender = f"{login[0]}@local.test" if login else "someone@sender.test"
