@@ -6,14 +6,11 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import sys
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
-import aio_pika
 import httpx
 import pytest
 
@@ -26,8 +23,10 @@ from tests.integration.delivery.conftest import (
     StartDelivery,
     wait_for,
 )
+from tests.support.amqp import delete_queues_at, unique_prefix
 from tests.support.dns_server import DnsServer
 from tests.support.mx_server import MxServers
+from tests.support.stack import free_port
 
 pytestmark = pytest.mark.broker
 
@@ -220,18 +219,12 @@ async def test_admin_api_is_off_without_a_token_file(
         assert (await client.get(path)).status_code == 200, path
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def test_the_delivery_process_serves_the_admin_api(
     dns_server: DnsServer, token_file: Path, tmp_path: Path
 ) -> None:
     """``staffetta delivery`` itself (the runner) mounts /admin next to the open routes."""
-    prefix = f"test-{uuid.uuid4().hex[:8]}"
-    port = _free_port()
+    prefix = unique_prefix()
+    port = free_port()
     env = {
         **os.environ,
         "STAFFETTA_AMQP_URL": AMQP_URL,
@@ -269,9 +262,6 @@ async def test_the_delivery_process_serves_the_admin_api(
 
 
 async def _delete_queues(prefix: str) -> None:
-    connection = await aio_pika.connect_robust(AMQP_URL)
-    async with connection:
-        channel = await connection.channel()
-        for spec in DeliveryTopology(prefix, (1.0,)).queues():
-            with contextlib.suppress(Exception):
-                await channel.queue_delete(spec.name, if_unused=False, if_empty=False)
+    await delete_queues_at(
+        AMQP_URL, (spec.name for spec in DeliveryTopology(prefix, (1.0,)).queues())
+    )

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,18 +21,14 @@ from services.common.amqp import Broker
 from services.common.envelope import DeliveryJob, new_queue_id
 from services.delivery.throttle import DeliveryTopology
 from tests.integration.delivery.conftest import AMQP_URL, BODY, HOSTNAME
+from tests.support.amqp import delete_queues
 from tests.support.dns_server import DnsServer
 from tests.support.mx_server import MxServers
+from tests.support.stack import free_port
 
 pytestmark = pytest.mark.broker
 
 Spawn = Callable[[], subprocess.Popen[bytes]]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _ready(port: int) -> bool:
@@ -56,9 +50,7 @@ async def channel(topology: DeliveryTopology) -> AsyncIterator[AbstractChannel]:
     connection = await aio_pika.connect_robust(AMQP_URL)
     channel = await connection.channel()
     yield channel
-    for spec in topology.queues():
-        with contextlib.suppress(Exception):
-            await channel.queue_delete(spec.name, if_unused=False, if_empty=False)
+    await delete_queues(connection, (spec.name for spec in topology.queues()))
     await connection.close()
 
 
@@ -77,7 +69,7 @@ def spawn(
     processes: list[subprocess.Popen[bytes]] = []
 
     def start() -> subprocess.Popen[bytes]:
-        port = _free_port()
+        port = free_port()
         env = {
             **os.environ,
             "STAFFETTA_AMQP_URL": AMQP_URL,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from tests.integration.ingress.conftest import AMQP_URL, Incoming, StartIngress, until, wait_ready
 from tests.integration.ingress.rawsmtp import RawSMTP, transaction
-from tests.integration.ingress.tcpproxy import TcpProxy, free_port
+from tests.integration.ingress.tcpproxy import TcpProxy
+from tests.support.stack import free_port
 
 
 async def test_421_at_connect_while_the_broker_is_unreachable_then_recovers(

@@ -11,7 +11,7 @@ from prometheus_client import generate_latest
 
 from tests.integration.ingress.conftest import Incoming, Running, StartIngress, htpasswd_line
 from tests.integration.ingress.rawsmtp import RawSMTP, plain, transaction
-from tests.integration.ingress.tcpproxy import free_port
+from tests.support.stack import free_port
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 

@@ -12,7 +12,7 @@ import httpx
 
 from tests.integration.ingress.conftest import AMQP_URL, Incoming
 from tests.integration.ingress.rawsmtp import RawSMTP, transaction
-from tests.integration.ingress.tcpproxy import free_port
+from tests.support.stack import free_port
 
 
 async def test_sigterm_finishes_and_exits_zero(

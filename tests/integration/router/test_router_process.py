@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
 import time
 import urllib.error
@@ -18,12 +17,7 @@ from aio_pika.abc import AbstractRobustConnection
 from services.common.amqp import Broker
 from services.common.envelope import AcceptedMessage, DeliveryJob, decode
 from tests.support.amqp import AMQP_URL, collect
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from tests.support.stack import free_port
 
 
 def http_get(port: int, path: str) -> tuple[int, str]:
