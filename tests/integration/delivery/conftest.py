@@ -97,6 +97,22 @@ def mx() -> Iterator[MxServers]:
 StartDelivery = Callable[..., Awaitable[Delivery]]
 
 
+async def defer_two(delivery: Delivery, mx: MxServers) -> tuple[str, str]:
+    """Every MX greylists; two jobs (one and two recipients) deferred; their queue ids."""
+    for server in mx.servers:
+        server.fail_rcpt("451 4.7.1 greylisted", times=None)
+    first = delivery.job(["a@example.test"])
+    second = delivery.job(["b@example.test", "c@example.test"])
+    for job in (first, second):
+        await delivery.submit(job)
+    await wait_for(
+        lambda: delivery.metric("staffetta_delivery_jobs_total", result="retried") == 2,
+        10,
+        "two deferred jobs",
+    )
+    return first.queue_id, second.queue_id
+
+
 @pytest.fixture
 async def start_delivery(
     dns_server: DnsServer, mx: MxServers, tmp_path: Path
@@ -145,4 +161,13 @@ async def start_delivery(
             await delivery.connection.close()
 
 
-__all__ = ["AMQP_URL", "BODY", "HOSTNAME", "Broker", "Delivery", "StartDelivery", "wait_for"]
+__all__ = [
+    "AMQP_URL",
+    "BODY",
+    "HOSTNAME",
+    "Broker",
+    "Delivery",
+    "StartDelivery",
+    "defer_two",
+    "wait_for",
+]

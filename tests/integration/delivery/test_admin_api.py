@@ -21,7 +21,7 @@ from tests.integration.delivery.conftest import (
     AMQP_URL,
     Delivery,
     StartDelivery,
-    wait_for,
+    defer_two,
 )
 from tests.support.amqp import delete_queues_at, unique_prefix
 from tests.support.dns_server import DnsServer
@@ -79,21 +79,6 @@ async def listed(client: httpx.AsyncClient) -> dict[str, dict[str, object]]:
     body = response.json()
     assert body["count"] == len(body["jobs"])
     return {job["queue_id"]: job for job in body["jobs"]}
-
-
-async def defer_two(delivery: Delivery, mx: MxServers) -> tuple[str, str]:
-    for server in mx.servers:
-        server.fail_rcpt("451 4.7.1 greylisted", times=None)
-    first = delivery.job(["a@example.test"])
-    second = delivery.job(["b@example.test", "c@example.test"])
-    for job in (first, second):
-        await delivery.submit(job)
-    await wait_for(
-        lambda: delivery.metric("staffetta_delivery_jobs_total", result="retried") == 2,
-        10,
-        "two deferred jobs",
-    )
-    return first.queue_id, second.queue_id
 
 
 async def test_list_delete_and_flush_deferred_mail(

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from tests.integration.delivery.conftest import BODY, StartDelivery, wait_for
+from tests.integration.delivery.conftest import BODY, Delivery, StartDelivery, wait_for
 from tests.support.dns_server import DnsServer
 from tests.support.mx_server import MxServers
 
@@ -157,20 +157,25 @@ async def test_smarthost_by_name_with_tls_and_a_verified_certificate(
         assert received.auth_user == "relay"
 
 
+async def _submit_and_expect_a_deferral(delivery: Delivery, smarthost: MxServers) -> None:
+    """One job for the smarthost: deferred once, nothing delivered, nothing bounced."""
+    await delivery.submit(delivery.job(["a@anywhere.test"], domain="anywhere.test"))
+    await wait_for(
+        lambda: delivery.metric("staffetta_delivery_retries_total", attempt="1") == 1,
+        10,
+        "a deferral",
+    )
+    assert smarthost[0].messages == []
+    assert delivery.bounces.empty()
+
+
 async def test_smarthost_certificate_for_another_name_defers(
     start_delivery: StartDelivery, tmp_path: Path, ca: trustme.CA, trusted_ca: None
 ) -> None:
     context = _server_context(ca, "someone-else.test")
     with MxServers(count=1, first_address=4, tls_context=context) as sh:
         delivery = await start_delivery(SMARTHOST=f"127.0.0.4:{sh.port}", SMARTHOST_TLS="starttls")
-        await delivery.submit(delivery.job(["a@anywhere.test"], domain="anywhere.test"))
-        await wait_for(
-            lambda: delivery.metric("staffetta_delivery_retries_total", attempt="1") == 1,
-            10,
-            "a deferral",
-        )
-        assert sh[0].messages == []
-        assert delivery.bounces.empty()
+        await _submit_and_expect_a_deferral(delivery, sh)
 
 
 async def test_smarthost_without_starttls_defers_when_tls_is_required(
@@ -178,14 +183,7 @@ async def test_smarthost_without_starttls_defers_when_tls_is_required(
 ) -> None:
     with MxServers(count=1, first_address=4) as sh:
         delivery = await start_delivery(SMARTHOST=f"127.0.0.4:{sh.port}", SMARTHOST_TLS="starttls")
-        await delivery.submit(delivery.job(["a@anywhere.test"], domain="anywhere.test"))
-        await wait_for(
-            lambda: delivery.metric("staffetta_delivery_retries_total", attempt="1") == 1,
-            10,
-            "a deferral",
-        )
-        assert sh[0].messages == []
-        assert delivery.bounces.empty()
+        await _submit_and_expect_a_deferral(delivery, sh)
 
 
 async def test_smarthost_refusing_our_password_defers(
@@ -198,14 +196,7 @@ async def test_smarthost_refusing_our_password_defers(
             SMARTHOST_PASSWORD_FILE=_password(tmp_path, "wrong"),
             SMARTHOST_TLS="none",
         )
-        await delivery.submit(delivery.job(["a@anywhere.test"], domain="anywhere.test"))
-        await wait_for(
-            lambda: delivery.metric("staffetta_delivery_retries_total", attempt="1") == 1,
-            10,
-            "a deferral",
-        )
-        assert delivery.bounces.empty()
-        assert sh[0].messages == []
+        await _submit_and_expect_a_deferral(delivery, sh)
 
 
 async def test_stop_lets_the_in_flight_delivery_finish(

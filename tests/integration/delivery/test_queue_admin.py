@@ -22,6 +22,7 @@ from tests.integration.delivery.conftest import (
     AMQP_URL,
     BODY,
     StartDelivery,
+    defer_two,
     wait_for,
 )
 from tests.support.mx_server import MxServers
@@ -53,41 +54,31 @@ async def _cli(prefix: str, *args: str, schedule: str = "1h", limit: str = "5") 
 async def test_list_delete_and_flush_deferred_mail(
     start_delivery: StartDelivery, mx: MxServers
 ) -> None:
-    for server in mx.servers:
-        server.fail_rcpt("451 4.7.1 greylisted", times=None)
     delivery = await start_delivery(RETRY_SCHEDULE="1h")
-    first = delivery.job(["a@example.test"])
-    second = delivery.job(["b@example.test", "c@example.test"])
-    for job in (first, second):
-        await delivery.submit(job)
-    await wait_for(
-        lambda: delivery.metric("staffetta_delivery_jobs_total", result="retried") == 2,
-        10,
-        "two deferred jobs",
-    )
+    first, second = await defer_two(delivery, mx)
 
     assert delivery.metric("staffetta_delivery_oldest_deferred_age_seconds") > 0
 
     code, output = await _cli(delivery.prefix, "queue", "list", "--json")
     assert code == 0, output
     listed = {entry["queue_id"]: entry for entry in map(json.loads, output.splitlines())}
-    assert set(listed) == {first.queue_id, second.queue_id}
-    assert listed[second.queue_id]["recipients"] == ["b@example.test", "c@example.test"]
-    assert listed[second.queue_id]["queue"] == "retry.1h"
-    assert listed[second.queue_id]["attempts"] == 1
-    assert "451 4.7.1 greylisted" in listed[second.queue_id]["last_error"]
+    assert set(listed) == {first, second}
+    assert listed[second]["recipients"] == ["b@example.test", "c@example.test"]
+    assert listed[second]["queue"] == "retry.1h"
+    assert listed[second]["attempts"] == 1
+    assert "451 4.7.1 greylisted" in listed[second]["last_error"]
     async with QueueAdmin(AMQP_URL, delivery.topology) as admin:
         assert len(await admin.list()) == 2  # listing returned every message
 
-    code, output = await _cli(delivery.prefix, "queue", "delete", first.queue_id)
-    assert (code, output.strip()) == (0, f"deleted 1 jobs of {first.queue_id}")
+    code, output = await _cli(delivery.prefix, "queue", "delete", first)
+    assert (code, output.strip()) == (0, f"deleted 1 jobs of {first}")
 
     for server in mx.servers:
         server.clear_script()
     async with QueueAdmin(AMQP_URL, delivery.topology) as admin:
         [entry] = await admin.list()
-        assert entry.queue_id == second.queue_id
-        assert second.queue_id in format_table([entry])
+        assert entry.queue_id == second
+        assert second in format_table([entry])
         assert await admin.flush() == 1
     received = await mx.messages_received(1)
     assert received[0].recipients == ["b@example.test", "c@example.test"]
