@@ -2,10 +2,37 @@
 
 from __future__ import annotations
 
-from tests.integration.ingress.conftest import AMQP_URL, Incoming, StartIngress, until, wait_ready
+import contextlib
+from collections.abc import AsyncIterator
+
+from tests.integration.ingress.conftest import (
+    AMQP_URL,
+    Incoming,
+    Running,
+    StartIngress,
+    until,
+    wait_ready,
+)
 from tests.integration.ingress.rawsmtp import RawSMTP, transaction
 from tests.integration.ingress.tcpproxy import TcpProxy
 from tests.support.stack import free_port
+
+
+@contextlib.asynccontextmanager
+async def behind_a_proxy(
+    start_ingress: StartIngress,
+) -> AsyncIterator[tuple[TcpProxy, Running, RawSMTP]]:
+    """An ingress reaching RabbitMQ through a proxy the test can close, and a client
+    greeted with 220 that has said EHLO."""
+    proxy = await TcpProxy(5672).start()
+    try:
+        ingress = await start_ingress(amqp_url=AMQP_URL.replace(":5672/", f":{proxy.port}/"))
+        client = await RawSMTP.connect(ingress.smtp_port)
+        assert (await client.reply()).startswith("220 ")
+        await client.command("EHLO c.test")
+        yield proxy, ingress, client
+    finally:
+        await proxy.close()
 
 
 async def test_421_at_connect_while_the_broker_is_unreachable_then_recovers(
@@ -37,12 +64,7 @@ async def test_421_at_connect_while_the_broker_is_unreachable_then_recovers(
 async def test_451_when_the_broker_goes_away_during_the_transaction(
     start_ingress: StartIngress, incoming: Incoming
 ) -> None:
-    proxy = await TcpProxy(5672).start()
-    try:
-        ingress = await start_ingress(amqp_url=AMQP_URL.replace(":5672/", f":{proxy.port}/"))
-        client = await RawSMTP.connect(ingress.smtp_port)
-        assert (await client.reply()).startswith("220 ")
-        await client.command("EHLO c.test")
+    async with behind_a_proxy(start_ingress) as (proxy, ingress, client):
         assert (await client.command("MAIL FROM:<a@s.test>")).startswith("250")
         assert (await client.command("RCPT TO:<b@local.test>")).startswith("250")
         await proxy.close()
@@ -55,23 +77,14 @@ async def test_451_when_the_broker_goes_away_during_the_transaction(
         assert await incoming.count() == 0
         assert ingress.metric("staffetta_ingress_messages_total", result="rejected") == 1
         assert ingress.metric("staffetta_ingress_messages_total", result="accepted") == 0
-    finally:
-        await proxy.close()
 
 
 async def test_451_at_mail_while_the_broker_is_gone(
     start_ingress: StartIngress, incoming: Incoming
 ) -> None:
-    proxy = await TcpProxy(5672).start()
-    try:
-        ingress = await start_ingress(amqp_url=AMQP_URL.replace(":5672/", f":{proxy.port}/"))
-        client = await RawSMTP.connect(ingress.smtp_port)
-        assert (await client.reply()).startswith("220 ")
-        await client.command("EHLO c.test")
+    async with behind_a_proxy(start_ingress) as (proxy, ingress, client):
         await proxy.close()
         assert await until(lambda: not ingress.service.is_ready())
         assert (await client.command("MAIL FROM:<a@s.test>")).startswith("451 4.3.0 ")
         await client.close()
         assert await incoming.count() == 0
-    finally:
-        await proxy.close()
