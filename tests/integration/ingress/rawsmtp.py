@@ -92,6 +92,13 @@ async def transaction(
     return answers
 
 
+async def open_data(client: RawSMTP, sender: str = "a@s.test", rcpt: str = "b@local.test") -> None:
+    """MAIL and RCPT (replies unchecked), then DATA, which must answer 354."""
+    await client.command(f"MAIL FROM:<{sender}>")
+    await client.command(f"RCPT TO:<{rcpt}>")
+    assert (await client.command("DATA")).startswith("354")
+
+
 async def starttls(client: RawSMTP, context: ssl.SSLContext) -> str:
     """STARTTLS and the TLS handshake; returns the 220 reply."""
     reply = await client.command("STARTTLS")

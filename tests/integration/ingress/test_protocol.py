@@ -10,7 +10,7 @@ from prometheus_client import generate_latest
 
 from services.common.settings import load_settings
 from tests.integration.ingress.conftest import Incoming, StartIngress, until
-from tests.integration.ingress.rawsmtp import RawSMTP, transaction
+from tests.integration.ingress.rawsmtp import RawSMTP, open_data, transaction
 
 SMUGGLED = (
     b"MAIL FROM:<evil@attacker.test>\r\n"
@@ -28,9 +28,7 @@ async def test_only_crlf_dot_crlf_ends_data(
 ) -> None:
     ingress = await start_ingress()
     client = await RawSMTP.greeted(ingress.smtp_port, ehlo="c.test")
-    await client.command("MAIL FROM:<a@s.test>")
-    await client.command("RCPT TO:<b@local.test>")
-    assert (await client.command("DATA")).startswith("354")
+    await open_data(client)
     await client.send(
         b"Subject: first\r\n\r\nfirst message" + fake_end + SMUGGLED + b".\r\nQUIT\r\n"
     )
@@ -112,9 +110,7 @@ async def test_idle_timeout_mid_transaction_queues_nothing(
 ) -> None:
     ingress = await start_ingress(smtp_idle_timeout="1s")
     client = await RawSMTP.greeted(ingress.smtp_port, ehlo="c.test")
-    await client.command("MAIL FROM:<a@s.test>")
-    await client.command("RCPT TO:<b@local.test>")
-    assert (await client.command("DATA")).startswith("354")
+    await open_data(client)
     await client.send(b"Subject: abandoned\r\n\r\nno end of data")
     assert (await client.reply(within=10)).startswith("421 4.4.2 ")
     assert await client.closed(within=10)
@@ -136,9 +132,7 @@ async def test_a_slow_but_steady_data_transfer_is_not_idle(
 ) -> None:
     ingress = await start_ingress(smtp_idle_timeout="1s")
     client = await RawSMTP.greeted(ingress.smtp_port, ehlo="c.test")
-    await client.command("MAIL FROM:<a@s.test>")
-    await client.command("RCPT TO:<b@local.test>")
-    assert (await client.command("DATA")).startswith("354")
+    await open_data(client)
     await client.send(b"Subject: slow\r\n\r\n")
     for number in range(5):  # 2 s in all, never 1 s of silence
         await asyncio.sleep(0.4)
@@ -156,9 +150,7 @@ async def test_stop_lets_the_open_transaction_finish(
     idle = await RawSMTP.connect(ingress.smtp_port)
     await idle.reply()
     busy = await RawSMTP.greeted(ingress.smtp_port, ehlo="c.test")
-    await busy.command("MAIL FROM:<a@s.test>")
-    await busy.command("RCPT TO:<b@local.test>")
-    assert (await busy.command("DATA")).startswith("354")
+    await open_data(busy)
     await busy.send(b"Subject: in flight\r\n\r\n")
 
     stopping = asyncio.create_task(ingress.service.stop())
