@@ -162,6 +162,10 @@ class Tls:
     key_file: Path
     client: ssl.SSLContext
 
+    def settings(self) -> dict[str, str]:
+        """The ingress overrides that serve this certificate (``start_ingress(**...)``)."""
+        return {"tls_cert_file": str(self.cert_file), "tls_key_file": str(self.key_file)}
+
 
 @pytest.fixture(scope="session")
 def tls_files(tmp_path_factory: pytest.TempPathFactory) -> Tls:

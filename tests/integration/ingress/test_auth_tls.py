@@ -27,8 +27,7 @@ async def test_auth_needs_tls_on_submission(
     start_ingress: StartIngress, tls_files: Tls, users_file: Path
 ) -> None:
     ingress = await start_ingress(
-        tls_cert_file=str(tls_files.cert_file),
-        tls_key_file=str(tls_files.key_file),
+        **tls_files.settings(),
         users_file=str(users_file),
     )
     client = await RawSMTP.connect(ingress.submission_port, source="127.0.0.1")
@@ -48,8 +47,7 @@ async def test_starttls_then_auth_plain_relays_and_is_recorded(
     start_ingress: StartIngress, incoming: Incoming, tls_files: Tls, users_file: Path
 ) -> None:
     ingress = await start_ingress(
-        tls_cert_file=str(tls_files.cert_file),
-        tls_key_file=str(tls_files.key_file),
+        **tls_files.settings(),
         users_file=str(users_file),
         trusted_networks="10.0.0.0/8",
     )
@@ -77,8 +75,7 @@ async def test_aiosmtplib_starttls_and_login(
     start_ingress: StartIngress, incoming: Incoming, tls_files: Tls, users_file: Path
 ) -> None:
     ingress = await start_ingress(
-        tls_cert_file=str(tls_files.cert_file),
-        tls_key_file=str(tls_files.key_file),
+        **tls_files.settings(),
         users_file=str(users_file),
     )
     smtp = aiosmtplib.SMTP(
@@ -177,9 +174,7 @@ async def test_mta_port_offers_auth_only_with_a_users_file(
 async def test_commands_pipelined_after_starttls_are_discarded(
     start_ingress: StartIngress, tls_files: Tls
 ) -> None:
-    ingress = await start_ingress(
-        tls_cert_file=str(tls_files.cert_file), tls_key_file=str(tls_files.key_file)
-    )
+    ingress = await start_ingress(**tls_files.settings())
     client = await RawSMTP.greeted(ingress.smtp_port, ehlo="c.test")
     await client.send(b"STARTTLS\r\nMAIL FROM:<injected@evil.test>\r\n")
     assert (await client.reply()).startswith("220 ")
@@ -195,8 +190,7 @@ async def test_implicit_tls_submissions_port(
     start_ingress: StartIngress, incoming: Incoming, tls_files: Tls, users_file: Path
 ) -> None:
     ingress = await start_ingress(
-        tls_cert_file=str(tls_files.cert_file),
-        tls_key_file=str(tls_files.key_file),
+        **tls_files.settings(),
         users_file=str(users_file),
         submissions_listen="127.0.0.1:0",
     )
@@ -216,8 +210,7 @@ async def test_implicit_tls_submissions_port(
 
 async def test_tls_below_1_2_is_refused(start_ingress: StartIngress, tls_files: Tls) -> None:
     ingress = await start_ingress(
-        tls_cert_file=str(tls_files.cert_file),
-        tls_key_file=str(tls_files.key_file),
+        **tls_files.settings(),
         submissions_listen="127.0.0.1:0",
     )
     old = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)

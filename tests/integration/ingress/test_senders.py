@@ -156,8 +156,7 @@ async def test_swaks_with_starttls_and_auth_is_held_to_its_senders(
     ingress = await start_ingress(
         users_file=str(accounts),
         sender_logins_file=str(sender_logins),
-        tls_cert_file=str(tls_files.cert_file),
-        tls_key_file=str(tls_files.key_file),
+        **tls_files.settings(),
     )
 
     async def swaks(sender: str) -> tuple[int | None, str]:
