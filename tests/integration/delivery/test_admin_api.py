@@ -26,6 +26,7 @@ from tests.integration.delivery.conftest import (
 from tests.support.amqp import delete_queues_at, unique_prefix
 from tests.support.dns_server import DnsServer
 from tests.support.mx_server import MxServers
+from tests.support.processes import kill_if_running
 from tests.support.stack import free_port
 
 pytestmark = pytest.mark.broker
@@ -240,9 +241,7 @@ async def test_the_delivery_process_serves_the_admin_api(
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), 30) == 0
     finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+        await kill_if_running(process)
         await _delete_queues(prefix)
 
 

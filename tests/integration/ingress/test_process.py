@@ -12,6 +12,7 @@ import httpx
 
 from tests.integration.ingress.conftest import AMQP_URL, Incoming
 from tests.integration.ingress.rawsmtp import RawSMTP, transaction
+from tests.support.processes import kill_if_running
 from tests.support.stack import free_port
 
 
@@ -58,6 +59,4 @@ async def test_sigterm_finishes_and_exits_zero(
         assert time.monotonic() - started < 30
         assert (await incoming.get()).envelope.recipients == ["b@local.test"]
     finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+        await kill_if_running(process)

@@ -17,6 +17,7 @@ from aio_pika.abc import AbstractRobustConnection
 from services.common.amqp import Broker
 from services.common.envelope import AcceptedMessage, DeliveryJob, decode
 from tests.support.amqp import AMQP_URL, collect
+from tests.support.processes import kill_if_running
 from tests.support.stack import free_port
 
 
@@ -96,9 +97,7 @@ async def test_service_process_serves_http_and_exits_0_on_sigterm(
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), 30) == 0
     finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+        await kill_if_running(process)
         log.close()
     lines = (tmp_path / f"{service}.log").read_text().splitlines()
     assert any('"event": "consuming"' in line for line in lines)
