@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -20,6 +19,7 @@ from services.common.envelope import AcceptedMessage, decode
 from services.common.settings import load_settings
 from services.common.topology import Topology
 from services.ingress.service import IngressService
+from tests.support.amqp import delete_queues_at
 
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 
@@ -113,15 +113,10 @@ async def incoming(amqp_channel: aio_pika.abc.AbstractChannel, prefix: str) -> I
 
 
 @pytest.fixture
-async def delete_queues(
-    prefix: str, amqp_channel: aio_pika.abc.AbstractChannel
-) -> AsyncIterator[None]:
+async def delete_queues(prefix: str) -> AsyncIterator[None]:
     """Delete every queue of this test's prefix afterwards."""
     yield
-    for spec in Topology(prefix, (1.0, 2.0)).queues():
-        with contextlib.suppress(Exception):
-            queue = await amqp_channel.get_queue(spec.name, ensure=False)
-            await queue.delete(if_unused=False, if_empty=False)
+    await delete_queues_at(AMQP_URL, (spec.name for spec in Topology(prefix, (1.0, 2.0)).queues()))
 
 
 @pytest.fixture
