@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 import pytest
@@ -95,3 +96,12 @@ def test_count_received_headers_only() -> None:
 def test_bare_line_ends_become_crlf(raw: bytes, normalised: bytes) -> None:
     assert message.normalise_line_ends(raw) == normalised
     assert message.has_bare_line_ends(raw) is (raw != normalised)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"", b"a\r\nb\r\n", b"\r\n.\r\n", b"a\r\nb\rc\r\n", b"a\r\nb\nc\r\n", b"\r\r\n", b"\r\n\n"],
+)
+def test_the_crlf_fast_path_agrees_with_the_full_normalisation(raw: bytes) -> None:
+    expected = re.sub(rb"\r\n|\r|\n", b"\r\n", raw)
+    assert message.normalise_line_ends(raw) == expected
