@@ -92,12 +92,12 @@ def test_trace_follows_a_message_and_its_dsn(
     bounced = index(lines, "bounce", f"failure DSN {dsn_id} queued to the sender for {REFUSED}")
     dsn_routed = index(lines, "router", f"[{dsn_id}] routed: 1 local")
     dsn_stored = index(lines, "delivery", f"[{dsn_id}] delivered {SENDER} (local")
-    assert accepted < routed < min(stored, relayed, deferred, failed)
+    # A hop logs its outcome after its outputs are confirmed, so the next hop's
+    # line may come first under load; what is fixed is that nothing precedes the
+    # acceptance, the retry follows the deferral, and the DSN follows the bounce.
+    assert accepted < min(routed, stored, relayed, deferred, failed)
     assert deferred < retried
-    # The delivery service logs "failed" after handing the bounce job over, so under
-    # load the bounce service's line may come first: only the DSN's own order is fixed.
-    assert routed < failed
-    assert bounced < dsn_routed < dsn_stored
+    assert bounced < min(dsn_routed, dsn_stored)
 
     summary = lines[index(lines, "recipients:") + 1 :]
     states = {line.split()[0]: line for line in summary}
