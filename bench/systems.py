@@ -12,8 +12,7 @@ import uuid
 from pathlib import Path
 from typing import Protocol
 
-import aio_pika
-
+from tests.support.amqp import delete_queues_at
 from tests.support.dns_server import DnsServer
 from tests.support.stack import AMQP_URL, ServiceProcess, Stack
 
@@ -159,7 +158,7 @@ class Staffetta:
             with contextlib.suppress(Exception):
                 self.stack.delete_queues()
             with contextlib.suppress(Exception):
-                asyncio.run(delete_queues_named(queues_with_prefix(self.stack.prefix)))
+                asyncio.run(delete_queues_at(AMQP_URL, queues_with_prefix(self.stack.prefix)))
         if self.dns is not None:
             self.dns.stop()
         shutil.rmtree(self.folder, ignore_errors=True)
@@ -177,16 +176,3 @@ def queues_with_prefix(prefix: str) -> list[str]:
         check=False,
     )
     return [name for name in listed.stdout.split() if name.startswith(f"{prefix}.")]
-
-
-async def delete_queues_named(names: list[str]) -> None:
-    if not names:
-        return
-    connection = await aio_pika.connect(AMQP_URL)
-    async with connection:
-        for name in names:
-            channel = await connection.channel()
-            with contextlib.suppress(Exception):
-                await channel.queue_delete(name, if_unused=False, if_empty=False)
-            with contextlib.suppress(Exception):
-                await channel.close()
