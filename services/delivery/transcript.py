@@ -98,37 +98,31 @@ def judge(transcript: Transcript, recipients: Sequence[str]) -> HostVerdict:
     return HostVerdict(results, try_next=try_next)
 
 
+def _defer_all(recipients: Sequence[str], status: str, reply: SmtpReply, mta: str) -> HostVerdict:
+    """Every recipient deferred with ``status``; the next MX host may be tried."""
+    results = {
+        r: RecipientResult(
+            recipient=r,
+            action="deferred",
+            status=status,
+            diagnostic=reply.diagnostic,
+            remote_mta=mta,
+        )
+        for r in recipients
+    }
+    return HostVerdict(results, try_next=True)
+
+
 def _session_reply(
     reply: SmtpReply, phase: Phase, recipients: Sequence[str], mta: str
 ) -> HostVerdict:
     if phase == "auth" or (phase == "starttls" and reply.is_permanent):
         # A refused login or a relay without TLS is a configuration problem:
         # defer (and alert through metrics and logs) rather than bounce.
-        results = {
-            r: RecipientResult(
-                recipient=r,
-                action="deferred",
-                status=AUTH_TROUBLE,
-                diagnostic=reply.diagnostic,
-                remote_mta=mta,
-            )
-            for r in recipients
-        }
-        return HostVerdict(results, try_next=True)
+        return _defer_all(recipients, AUTH_TROUBLE, reply, mta)
     if phase == "greeting" and reply.is_permanent:
         # Like Postfix's smtp_skip_5xx_greeting: a host refusing service as a
         # whole is skipped; the message waits rather than bounces.
-        status = "4" + status_of(reply)[1:]
-        results = {
-            r: RecipientResult(
-                recipient=r,
-                action="deferred",
-                status=status,
-                diagnostic=reply.diagnostic,
-                remote_mta=mta,
-            )
-            for r in recipients
-        }
-        return HostVerdict(results, try_next=True)
+        return _defer_all(recipients, "4" + status_of(reply)[1:], reply, mta)
     results = {r: result_from_reply(r, reply, mta) for r in recipients}
     return HostVerdict(results, try_next=not reply.is_permanent)
