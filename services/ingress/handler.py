@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 from services.common.addressing import normalize_address
 from services.common.amqp import Broker, BrokerUnavailable
 from services.common.envelope import AcceptedMessage, new_queue_id
+from services.common.reloading import ReloadingDirectory, ReloadingTable
 from services.ingress import message, policy, quota, replies, senders
 from services.ingress.auth import AuthGuard, GuardSettings, UserDirectory
-from services.ingress.directory import ReloadingDirectory, ReloadingTable
 from services.ingress.metrics import IngressMetrics
 from services.ingress.quota import LimitsTable, SendingLimits
 from services.ingress.replies import Reply

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry
 
 from services.common.amqp import Broker
+from services.common.reloading import ReloadingDirectory, ReloadingTable
 from services.common.settings import ListenAddress, Settings
 from services.ingress.auth import AuthGuard, GuardSettings, UserDirectory
-from services.ingress.directory import ReloadingDirectory, ReloadingTable
 from services.ingress.handler import IngressContext, IngressHandler
 from services.ingress.metrics import IngressMetrics
 from services.ingress.policy import Limits, PortKind, parse_networks

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from services.ingress.directory import CHECK_INTERVAL, Stamp, file_stamp
+from services.common.reloading import CHECK_INTERVAL, Stamp, file_stamp
 
 log = logging.getLogger(__name__)
 

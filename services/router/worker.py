@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 from aio_pika.abc import AbstractIncomingMessage
 from pydantic import ValidationError
@@ -27,7 +28,7 @@ class RouterWorker:
     def __init__(
         self,
         broker: Broker,
-        directory: RecipientDirectory,
+        directory: Callable[[], RecipientDirectory],
         metrics: RouterMetrics,
         *,
         requeue_pause: float = 1.0,
@@ -46,7 +47,7 @@ class RouterWorker:
             await park_unreadable(message, "accepted message", exc)
             return
 
-        plan = route_message(accepted, self._directory)
+        plan = route_message(accepted, self._directory())
         try:
             await self._publish(plan, message.body)
         except BrokerUnavailable as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import aio_pika
@@ -17,6 +18,7 @@ from services.common.envelope import (
     DeliveryJob,
     decode,
 )
+from services.common.reloading import CHECK_INTERVAL
 from services.router.metrics import RouterMetrics
 from services.router.service import RouterService, build
 from services.router.worker import RouterWorker
@@ -164,7 +166,7 @@ async def test_input_is_requeued_until_every_output_is_confirmed(
     registry = CollectorRegistry()
     worker = RouterWorker(
         broker,
-        RecipientDirectory(frozenset({"local.test"})),
+        lambda: RecipientDirectory(frozenset({"local.test"})),
         RouterMetrics.create(registry),
         requeue_pause=0.3,
     )
@@ -204,3 +206,30 @@ async def test_input_is_requeued_until_every_output_is_confirmed(
         await broker.drain(grace=5)
         await broker.close()
     assert await message_count(amqp, topology.incoming) == 0
+
+
+async def test_an_edited_aliases_file_applies_without_a_restart(
+    prefix: str, amqp: AbstractRobustConnection, publisher: Broker, tmp_path: Path
+) -> None:
+    aliases = tmp_path / "aliases"
+    aliases.write_text("team@local.test: ann@local.test\n")
+    service = await started(prefix, aliases)
+    try:
+        delivery = await collect(amqp, publisher.topology.delivery)
+        first = accepted("QIDRELOAD1", "team@local.test")
+        await publisher.publish(publisher.topology.incoming, BODY, first, message_id="QIDRELOAD1")
+        [before] = await delivery.take(1)
+        assert decode(DeliveryJob, before.headers).recipients == ["ann@local.test"]
+
+        aliases.write_text("team@local.test: ann@local.test, bob@remote.test\n")
+        # The files are looked at no more than once per CHECK_INTERVAL: let one pass.
+        await asyncio.sleep(CHECK_INTERVAL + 0.1)
+        second = accepted("QIDRELOAD2", "team@local.test")
+        await publisher.publish(publisher.topology.incoming, BODY, second, message_id="QIDRELOAD2")
+        after = {
+            (job.route, tuple(job.recipients))
+            for job in (decode(DeliveryJob, m.headers) for m in await delivery.take(2))
+        }
+        assert after == {("local", ("ann@local.test",)), ("relay", ("bob@remote.test",))}
+    finally:
+        await service.stop()

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from services.common.reloading import CHECK_INTERVAL, ReloadingTable
 from services.common.settings import SettingsError, load_settings
 from services.ingress import replies
-from services.ingress.directory import CHECK_INTERVAL, ReloadingTable
 from services.ingress.senders import (
     SenderLogins,
     check_sender_login,

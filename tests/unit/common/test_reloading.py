@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from services.ingress.directory import CHECK_INTERVAL, ReloadingDirectory
+from services.common.reloading import CHECK_INTERVAL, ReloadingDirectory
 
 
 def test_changes_are_picked_up_after_the_check_interval(tmp_path: Path) -> None:

@@ -1,7 +1,8 @@
 """Tables read from files and re-read when they change (checked at most once a second).
 
 :class:`ReloadingTable` is the mechanism; :class:`ReloadingDirectory` (recipients and
-aliases) and the sender login map (:mod:`services.ingress.senders`) use it.
+aliases, read by the ingress and the router alike), the ingress's sender login map and
+sending limits use it, so an edited file takes effect without a restart.
 """
 
 from __future__ import annotations
