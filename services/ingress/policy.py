@@ -35,6 +35,7 @@ PortKind = Literal["smtp", "submission", "submissions"]
 _ROUTING_CHARACTERS = ("%", "!", "@")
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 # RFC 5321 4.5.3.1.1 and 4.5.3.1.2, in octets.
 MAX_LOCAL_PART = 64
@@ -45,14 +46,22 @@ def parse_networks(items: Iterable[str]) -> tuple[IPNetwork, ...]:
     return tuple(ipaddress.ip_network(item, strict=False) for item in items)
 
 
-def is_trusted(address: str, networks: Iterable[IPNetwork]) -> bool:
-    """Is the client ``address`` inside one of ``networks``? Bad input is not trusted."""
+def client_ip(address: str) -> IPAddress | None:
+    """The client ``address`` without zone id, IPv4-mapped IPv6 as IPv4; None if bad."""
     try:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
-        return False
+        return None
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+        return ip.ipv4_mapped
+    return ip
+
+
+def is_trusted(address: str, networks: Iterable[IPNetwork]) -> bool:
+    """Is the client ``address`` inside one of ``networks``? Bad input is not trusted."""
+    ip = client_ip(address)
+    if ip is None:
+        return False
     return any(ip.version == net.version and ip in net for net in networks)
 
 

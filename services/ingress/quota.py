@@ -29,9 +29,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from services.ingress import replies
+from services.ingress.policy import IPNetwork, client_ip
 from services.ingress.replies import Reply
 
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 FIELDS = {"hour": "per_hour", "day": "per_day", "month": "per_month", "recipients": "recipients"}
 
 
@@ -88,12 +88,9 @@ class LimitsTable:
 
     def for_address(self, address: str) -> tuple[str, SendingLimits] | None:
         """(the normalised address, its network's limits), or None when no line covers it."""
-        try:
-            ip = ipaddress.ip_address(address.split("%", 1)[0])
-        except ValueError:
+        ip = client_ip(address)
+        if ip is None:
             return None
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
         for network, limits in self.networks:
             if ip.version == network.version and ip in network:
                 return str(ip), limits
