@@ -135,14 +135,19 @@ def addresses_of(host: HostAddresses) -> list[str]:
     return found
 
 
-def unresolvable(domain: str, hosts: Sequence[HostAddresses], implicit: bool) -> Undeliverable:
-    """Why no host of ``domain`` had an address: temporary when any look-up may pass."""
+def unresolvable(
+    domain: str, hosts: Sequence[HostAddresses], implicit: bool, what: str = "MX hosts"
+) -> Undeliverable:
+    """Why no host of ``domain`` had an address: temporary when any look-up may pass.
+
+    ``what`` names the hosts in the reason (``"smarthost"`` for a relay host).
+    """
     if any(isinstance(a, LookupFailed) for host in hosts for a in host.answers):
-        return Undeliverable("4.4.3", f"address look-up for the MX hosts of {domain} failed")
+        return Undeliverable("4.4.3", f"address look-up for the {what} of {domain} failed")
     if implicit:
         return Undeliverable("5.1.2", f"domain {domain} has no MX and no address")
     names = ", ".join(host.host for host in hosts)
-    return Undeliverable("5.4.4", f"MX hosts of {domain} have no address: {names}")
+    return Undeliverable("5.4.4", f"{what} of {domain} have no address: {names}")
 
 
 @dataclass(frozen=True)

@@ -178,9 +178,9 @@ class Relay:
         resolved = await self._addresses(smarthost.host)
         addresses = addresses_of(resolved)
         if not addresses:
-            status = unresolvable(smarthost.host, [resolved], implicit=False)
+            status = unresolvable(smarthost.host, [resolved], implicit=False, what="smarthost")
             # The relay host is ours to configure: never bounce because of it.
-            return Undeliverable("4.4.3", status.reason.replace("MX hosts", "the smarthost"))
+            return Undeliverable("4.4.3", status.reason)
         return [Target(smarthost.host, address, smarthost.port) for address in addresses]
 
     def _count(self, transcript: Transcript) -> None:
