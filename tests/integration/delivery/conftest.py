@@ -73,6 +73,12 @@ class Delivery:
         value = self.service.registry.get_sample_value(name, labels)
         return value or 0.0
 
+    async def wait_metric(
+        self, name: str, value: float, seconds: float, what: str, **labels: str
+    ) -> None:
+        """Wait until the sample ``name{labels}`` equals ``value``."""
+        await wait_for(lambda: self.metric(name, **labels) == value, seconds, what)
+
     async def depth(self, queue: str) -> int:
         declared = await self.channel.declare_queue(queue, passive=True)
         return int(declared.declaration_result.message_count or 0)
@@ -105,10 +111,8 @@ async def defer_two(delivery: Delivery, mx: MxServers) -> tuple[str, str]:
     second = delivery.job(["b@example.test", "c@example.test"])
     for job in (first, second):
         await delivery.submit(job)
-    await wait_for(
-        lambda: delivery.metric("staffetta_delivery_jobs_total", result="retried") == 2,
-        10,
-        "two deferred jobs",
+    await delivery.wait_metric(
+        "staffetta_delivery_jobs_total", 2, 10, "two deferred jobs", result="retried"
     )
     return first.queue_id, second.queue_id
 

@@ -62,11 +62,7 @@ async def test_maildir_trouble_defers_and_retries(
     root.write_text("a file where the Maildir root should be\n")
     delivery = await start_delivery(MAILDIR_ROOT=str(root))
     await delivery.submit(delivery.job(["user@local.test"], domain="", route="local"))
-    await wait_for(
-        lambda: delivery.metric("staffetta_delivery_retries_total", attempt="1") == 1,
-        10,
-        "a deferral",
-    )
+    await delivery.wait_metric("staffetta_delivery_retries_total", 1, 10, "a deferral", attempt="1")
     root.unlink()
     new = root / "local.test" / "user" / "new"
     await wait_for(lambda: new.is_dir() and any(new.iterdir()), 10, "the retried delivery")
@@ -82,10 +78,8 @@ async def test_opportunistic_starttls_to_the_mx(
         [received] = await fleet[0].messages_received(1)
         assert received.tls
         assert received.data == BODY
-        await wait_for(
-            lambda: delivery.metric("staffetta_delivery_tls_sessions_total", mode="tls") == 1,
-            5,
-            "the TLS session counted",
+        await delivery.wait_metric(
+            "staffetta_delivery_tls_sessions_total", 1, 5, "the TLS session counted", mode="tls"
         )
 
 
@@ -100,10 +94,8 @@ async def test_failed_tls_handshake_falls_back_to_plaintext(
         [received] = await fleet[0].messages_received(1)
         assert not received.tls
         assert fleet[0].connections == 2
-        await wait_for(
-            lambda: delivery.metric("staffetta_delivery_tls_sessions_total", mode="fallback") == 1,
-            5,
-            "the fallback counted",
+        await delivery.wait_metric(
+            "staffetta_delivery_tls_sessions_total", 1, 5, "the fallback counted", mode="fallback"
         )
 
 
@@ -160,11 +152,7 @@ async def test_smarthost_by_name_with_tls_and_a_verified_certificate(
 async def _submit_and_expect_a_deferral(delivery: Delivery, smarthost: MxServers) -> None:
     """One job for the smarthost: deferred once, nothing delivered, nothing bounced."""
     await delivery.submit(delivery.job(["a@anywhere.test"], domain="anywhere.test"))
-    await wait_for(
-        lambda: delivery.metric("staffetta_delivery_retries_total", attempt="1") == 1,
-        10,
-        "a deferral",
-    )
+    await delivery.wait_metric("staffetta_delivery_retries_total", 1, 10, "a deferral", attempt="1")
     assert smarthost[0].messages == []
     assert delivery.bounces.empty()
 

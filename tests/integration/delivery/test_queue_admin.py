@@ -23,7 +23,6 @@ from tests.integration.delivery.conftest import (
     BODY,
     StartDelivery,
     defer_two,
-    wait_for,
 )
 from tests.support.mx_server import MxServers
 
@@ -132,9 +131,7 @@ async def test_poison_job_is_parked_counted_and_requeued(
             raise
 
     delivery = await start_delivery(prefix=prefix, AMQP_DELIVERY_LIMIT="2")
-    await wait_for(
-        lambda: delivery.metric("staffetta_delivery_parked_jobs") == 1, 10, "the parked gauge"
-    )
+    await delivery.wait_metric("staffetta_delivery_parked_jobs", 1, 10, "the parked gauge")
     code, output = await _cli(prefix, "requeue-parked", schedule="1s", limit="2")
     assert (code, output.strip()) == (0, "requeued 1 parked jobs")
     received = await mx.messages_received(1)

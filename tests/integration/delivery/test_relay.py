@@ -21,13 +21,13 @@ async def test_delivers_to_the_primary_mx(start_delivery: StartDelivery, mx: MxS
     assert received[0].data == BODY
     assert received[0].helo == HOSTNAME
     assert mx[1].messages == []
-    await wait_for(
-        lambda: (
-            delivery.metric("staffetta_delivery_attempts_total", route="relay", result="delivered")
-            == 2
-        ),
+    await delivery.wait_metric(
+        "staffetta_delivery_attempts_total",
+        2,
         5,
         "the delivered metric",
+        route="relay",
+        result="delivered",
     )
     assert delivery.metric("staffetta_delivery_duration_seconds_count", route="relay") == 1
 
@@ -65,13 +65,13 @@ async def test_temporary_failures_go_through_the_retry_queue(
     assert [phase for phase, _, _ in mx[0].rejections] == ["rcpt", "rcpt"]
     assert delivery.metric("staffetta_delivery_retries_total", attempt="1") == 1
     assert delivery.metric("staffetta_delivery_retries_total", attempt="2") == 1
-    await wait_for(
-        lambda: (
-            delivery.metric("staffetta_delivery_attempts_total", route="relay", result="deferred")
-            == 2
-        ),
+    await delivery.wait_metric(
+        "staffetta_delivery_attempts_total",
+        2,
         5,
         "two deferrals counted",
+        route="relay",
+        result="deferred",
     )
     assert delivery.bounces.empty()
 
@@ -195,13 +195,8 @@ async def test_null_sender_is_relayed_and_its_failures_are_not_bounced(
     [received] = await mx[0].messages_received(1)
     assert (received.sender, received.recipients) == ("", ["someone@example.test"])
     await delivery.submit(delivery.job(["nobody@example.test"], sender=""))
-    await wait_for(
-        lambda: (
-            delivery.metric("staffetta_delivery_attempts_total", route="relay", result="failed")
-            == 1
-        ),
-        10,
-        "the failure",
+    await delivery.wait_metric(
+        "staffetta_delivery_attempts_total", 1, 10, "the failure", route="relay", result="failed"
     )
     assert delivery.bounces.empty()
 
@@ -237,13 +232,13 @@ async def test_recipients_past_the_servers_limit_go_in_another_transaction(
     assert [m.recipients for m in received] == [recipients[:2], recipients[2:4], recipients[4:]]
     assert mx[0].connections == 1
     assert mx[1].messages == []
-    await wait_for(
-        lambda: (
-            delivery.metric("staffetta_delivery_attempts_total", route="relay", result="delivered")
-            == 5
-        ),
+    await delivery.wait_metric(
+        "staffetta_delivery_attempts_total",
+        5,
         5,
         "five delivered",
+        route="relay",
+        result="delivered",
     )
     assert delivery.metric("staffetta_delivery_retries_total", attempt="1") == 0
 

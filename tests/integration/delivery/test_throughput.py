@@ -24,10 +24,8 @@ async def test_cached_session_is_reused_with_rset(
     ]
     assert mx[0].connections == 1
     assert mx[0].resets == 1
-    await wait_for(
-        lambda: delivery.metric("staffetta_delivery_connections_total", result="reused") == 1,
-        5,
-        "the reuse counted",
+    await delivery.wait_metric(
+        "staffetta_delivery_connections_total", 1, 5, "the reuse counted", result="reused"
     )
 
 
