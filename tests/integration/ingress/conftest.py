@@ -19,9 +19,7 @@ from services.common.envelope import AcceptedMessage, decode
 from services.common.settings import load_settings
 from services.common.topology import Topology
 from services.ingress.service import IngressService
-from tests.support.amqp import delete_queues_at
-
-AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+from tests.support.amqp import AMQP_URL, delete_queues_at, wait_for
 
 
 @dataclass
@@ -95,8 +93,7 @@ async def until(predicate: Callable[[], bool], within: float = 10.0) -> bool:
 
 
 async def wait_ready(service: IngressService, within: float = 15.0) -> None:
-    if not await until(service.is_ready, within):
-        raise AssertionError("ingress not ready (is RabbitMQ running on 127.0.0.1:5672?)")
+    await wait_for(service.is_ready, within, "the ingress to be ready (is RabbitMQ running?)")
 
 
 @pytest.fixture

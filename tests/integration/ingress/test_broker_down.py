@@ -6,7 +6,6 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from tests.integration.ingress.conftest import (
-    AMQP_URL,
     Incoming,
     Running,
     StartIngress,
@@ -15,6 +14,7 @@ from tests.integration.ingress.conftest import (
 )
 from tests.integration.ingress.rawsmtp import RawSMTP, transaction
 from tests.integration.ingress.tcpproxy import TcpProxy
+from tests.support.amqp import AMQP_URL
 from tests.support.stack import free_port
 
 

@@ -10,8 +10,9 @@ import time
 
 import httpx
 
-from tests.integration.ingress.conftest import AMQP_URL, Incoming
+from tests.integration.ingress.conftest import Incoming
 from tests.integration.ingress.rawsmtp import RawSMTP, transaction
+from tests.support.amqp import AMQP_URL
 from tests.support.processes import kill_if_running
 from tests.support.stack import free_port
 
