@@ -53,7 +53,6 @@ class RelayConfig:
 class RelayReport:
     results: list[RecipientResult]
     note: str = ""  # why no host was tried, for the logs
-    sessions: int = 0
 
 
 MAX_TRANSACTIONS_PER_HOST = 100
@@ -65,7 +64,6 @@ class _Merged:
 
     final: dict[str, RecipientResult] = field(default_factory=dict)
     latest: dict[str, RecipientResult] = field(default_factory=dict)
-    sessions: int = 0
 
     def add(self, verdict: HostVerdict) -> None:
         for recipient, result in verdict.results.items():
@@ -106,7 +104,7 @@ class Relay:
             if not pending or not try_next:
                 break
         results = [merged.final.get(r) or merged.latest[r] for r in job.recipients]
-        return RelayReport(results, sessions=merged.sessions)
+        return RelayReport(results)
 
     async def _deliver_to(
         self, target: Target, job: DeliveryJob, body: bytes, pending: list[str], merged: _Merged
@@ -121,7 +119,6 @@ class Relay:
             transcript = await self._send(
                 target, job.sender, batch, body, self._config.client, self.pool
             )
-            merged.sessions += 1
             self._count(transcript)
             verdict = judge(transcript, batch)
             merged.add(verdict)
