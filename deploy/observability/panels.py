@@ -60,6 +60,12 @@ def quantiles(histogram: str, by: str = "") -> list[Query]:
     ]
 
 
+def by_label(metric: str, by: str) -> list[Query]:
+    """The rate of ``metric``, one series per value of the ``by`` labels, named by them."""
+    legend = " ".join(f"{{{{{label.strip()}}}}}" for label in by.split(","))
+    return [Query(rate(metric, by), legend)]
+
+
 def rows() -> list[RowSpec]:
     return [
         RowSpec(
@@ -70,13 +76,13 @@ def rows() -> list[RowSpec]:
                     "Transactions that reached MAIL: accepted (250, queued durably) or rejected. "
                     "Is mail coming in, and is it being turned away?",
                     "ops",
-                    [Query(rate("staffetta_ingress_messages_total", "result"), "{{result}}")],
+                    by_label("staffetta_ingress_messages_total", "result"),
                 ),
                 PanelSpec(
                     "SMTP sessions by port",
                     "New SMTP sessions per second on the MTA and submission ports.",
                     "ops",
-                    [Query(rate("staffetta_ingress_sessions_total", "port"), "{{port}}")],
+                    by_label("staffetta_ingress_sessions_total", "port"),
                 ),
                 PanelSpec(
                     "Open SMTP sessions",
@@ -95,7 +101,7 @@ def rows() -> list[RowSpec]:
                     "Recipients routed",
                     "Final recipients per second after alias expansion: local or relay.",
                     "ops",
-                    [Query(rate("staffetta_router_recipients_total", "route"), "{{route}}")],
+                    by_label("staffetta_router_recipients_total", "route"),
                     width=6,
                 ),
                 PanelSpec(
@@ -118,7 +124,7 @@ def rows() -> list[RowSpec]:
                     "Accepted messages handled by the router: routed, requeued (broker trouble), "
                     "rejected (unreadable envelope).",
                     "ops",
-                    [Query(rate("staffetta_router_messages_total", "result"), "{{result}}")],
+                    by_label("staffetta_router_messages_total", "result"),
                     width=6,
                 ),
             ],
@@ -131,12 +137,7 @@ def rows() -> list[RowSpec]:
                     "Recipients per attempt: delivered, deferred (temporary failure, retried "
                     "later) or failed (bounced).",
                     "ops",
-                    [
-                        Query(
-                            rate("staffetta_delivery_attempts_total", "route, result"),
-                            "{{route}} {{result}}",
-                        )
-                    ],
+                    by_label("staffetta_delivery_attempts_total", "route, result"),
                     width=12,
                 ),
                 PanelSpec(
@@ -154,14 +155,14 @@ def rows() -> list[RowSpec]:
                     "Sessions to remote MX hosts / the smarthost by result (ok, reused, refused, "
                     "failed, greeting_<code>).",
                     "ops",
-                    [Query(rate("staffetta_delivery_connections_total", "result"), "{{result}}")],
+                    by_label("staffetta_delivery_connections_total", "result"),
                     width=12,
                 ),
                 PanelSpec(
                     "Outbound transport security",
                     "Outbound transactions with TLS, in plaintext, or after a failed STARTTLS.",
                     "ops",
-                    [Query(rate("staffetta_delivery_tls_sessions_total", "mode"), "{{mode}}")],
+                    by_label("staffetta_delivery_tls_sessions_total", "mode"),
                     width=12,
                 ),
             ],
@@ -253,7 +254,7 @@ def rows() -> list[RowSpec]:
                     "Delivery jobs by result",
                     "Jobs consumed: done, retried, requeued (broker trouble), rejected, parked.",
                     "ops",
-                    [Query(rate("staffetta_delivery_jobs_total", "result"), "{{result}}")],
+                    by_label("staffetta_delivery_jobs_total", "result"),
                 ),
             ],
         ),
@@ -264,13 +265,13 @@ def rows() -> list[RowSpec]:
                     "DSNs sent by kind",
                     "Delivery status notifications to original senders: failure or delay.",
                     "ops",
-                    [Query(rate("staffetta_bounces_total", "kind"), "{{kind}}")],
+                    by_label("staffetta_bounces_total", "kind"),
                 ),
                 PanelSpec(
                     "Recipients reported in DSNs",
                     "Recipients per second named in DSNs, by kind.",
                     "ops",
-                    [Query(rate("staffetta_bounce_recipients_total", "kind"), "{{kind}}")],
+                    by_label("staffetta_bounce_recipients_total", "kind"),
                 ),
                 PanelSpec(
                     "Bounces not sent and expired recipients",
@@ -291,31 +292,21 @@ def rows() -> list[RowSpec]:
                     "Ingress negative replies",
                     "Negative replies by stage and enhanced status (4.3.0 = broker unavailable).",
                     "ops",
-                    [
-                        Query(
-                            rate("staffetta_ingress_rejections_total", "stage, status"),
-                            "{{stage}} {{status}}",
-                        )
-                    ],
+                    by_label("staffetta_ingress_rejections_total", "stage, status"),
                     width=12,
                 ),
                 PanelSpec(
                     "Sessions refused at the greeting",
                     "421/554 at connect, by reason (broker_unavailable, too_many_sessions, ...).",
                     "ops",
-                    [
-                        Query(
-                            rate("staffetta_ingress_refused_sessions_total", "reason"),
-                            "{{reason}}",
-                        )
-                    ],
+                    by_label("staffetta_ingress_refused_sessions_total", "reason"),
                     width=12,
                 ),
                 PanelSpec(
                     "Bounce jobs by result",
                     "Bounce jobs handled: sent, dropped, requeued (broker trouble), rejected.",
                     "ops",
-                    [Query(rate("staffetta_bounce_jobs_total", "result"), "{{result}}")],
+                    by_label("staffetta_bounce_jobs_total", "result"),
                     width=12,
                 ),
                 PanelSpec(
