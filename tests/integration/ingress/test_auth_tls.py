@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import aiosmtplib
+import pytest
 import trustme
 
 from tests.integration.ingress.conftest import (
@@ -218,13 +219,9 @@ async def test_tls_below_1_2_is_refused(start_ingress: StartIngress, tls_files: 
     old.verify_mode = ssl.CERT_NONE
     old.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
     old.maximum_version = ssl.TLSVersion.TLSv1_1
-    failed = False
-    try:
+    with pytest.raises((ssl.SSLError, ConnectionError)):
         client = await asyncio.wait_for(RawSMTP.connect(ingress.submissions_port, tls=old), 10)
         await client.close()
-    except (ssl.SSLError, ConnectionError):
-        failed = True
-    assert failed
 
 
 async def test_renewed_certificate_is_used_without_a_restart(
