@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import httpx
 import pytest
@@ -70,6 +71,24 @@ async def serve() -> AsyncIterator[Serve]:
         await server.stop()
 
 
+class TwoDeferred(NamedTuple):
+    delivery: Delivery
+    client: httpx.AsyncClient
+    first: str  # queue ids of the two deferred messages
+    second: str
+
+
+@pytest.fixture
+async def two_deferred(
+    start_delivery: StartDelivery, serve: Serve, mx: MxServers, token_file: Path
+) -> TwoDeferred:
+    """Two messages deferred for an hour (see ``defer_two``), and a client of the admin API."""
+    delivery = await start_delivery(RETRY_SCHEDULE="1h", ADMIN_TOKEN_FILE=str(token_file))
+    client = await serve(delivery)
+    first, second = await defer_two(delivery, mx)
+    return TwoDeferred(delivery, client, first, second)
+
+
 def bearer(token: str = TOKEN) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
@@ -83,11 +102,9 @@ async def listed(client: httpx.AsyncClient) -> dict[str, dict[str, object]]:
 
 
 async def test_list_delete_and_flush_deferred_mail(
-    start_delivery: StartDelivery, serve: Serve, mx: MxServers, token_file: Path
+    two_deferred: TwoDeferred, mx: MxServers
 ) -> None:
-    delivery = await start_delivery(RETRY_SCHEDULE="1h", ADMIN_TOKEN_FILE=str(token_file))
-    client = await serve(delivery)
-    first, second = await defer_two(delivery, mx)
+    delivery, client, first, second = two_deferred
 
     jobs = await listed(client)
     assert set(jobs) == {first, second}
@@ -114,11 +131,9 @@ async def test_list_delete_and_flush_deferred_mail(
 
 
 async def test_flush_of_one_message_leaves_the_others_waiting(
-    start_delivery: StartDelivery, serve: Serve, mx: MxServers, token_file: Path
+    two_deferred: TwoDeferred, mx: MxServers
 ) -> None:
-    delivery = await start_delivery(RETRY_SCHEDULE="1h", ADMIN_TOKEN_FILE=str(token_file))
-    client = await serve(delivery)
-    first, second = await defer_two(delivery, mx)
+    _, client, first, second = two_deferred
     for server in mx.servers:
         server.clear_script()
 
@@ -171,12 +186,8 @@ REFUSED = (
 )
 
 
-async def test_admin_calls_need_the_token(
-    start_delivery: StartDelivery, serve: Serve, mx: MxServers, token_file: Path
-) -> None:
-    delivery = await start_delivery(RETRY_SCHEDULE="1h", ADMIN_TOKEN_FILE=str(token_file))
-    client = await serve(delivery)
-    first, second = await defer_two(delivery, mx)
+async def test_admin_calls_need_the_token(two_deferred: TwoDeferred) -> None:
+    _, client, first, second = two_deferred
 
     for headers in REFUSED:
         for method, path in [*ADMIN_CALLS, ("DELETE", f"/admin/queue/{first}")]:
