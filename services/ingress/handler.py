@@ -86,8 +86,7 @@ class IngressHandler:
         self.context = context
 
     def _reject(self, stage: str, reply: Reply) -> str:
-        if not reply.ok:
-            self.context.metrics.rejections.labels(stage=stage, status=reply.enhanced).inc()
+        self.context.metrics.rejected(stage, reply)
         return str(reply)
 
     async def handle_HELO(

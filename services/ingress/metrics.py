@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from services.ingress.replies import Reply
+
 OTHER_ACCOUNTS = "_other"
 
 
@@ -70,6 +72,11 @@ class IngressMetrics:
             self.messages.labels(result=result)
         for port in ("smtp", "submission", "submissions"):
             self.sessions.labels(port=port)
+
+    def rejected(self, stage: str, reply: Reply) -> None:
+        """Count ``reply`` under ``stage`` when it is a refusal."""
+        if not reply.ok:
+            self.rejections.labels(stage=stage, status=reply.enhanced).inc()
 
     def account_label(self, user: str) -> str:
         """``user`` itself while fewer than the limit have been seen, else ``_other``."""

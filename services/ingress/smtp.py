@@ -260,7 +260,7 @@ class IngressSMTP(SMTP):
         elif not self.auth_offered():
             await self.push(str(replies.AUTH_NEEDS_TLS))
         elif self.context.guard.locked(self.client_address):
-            self.context.metrics.rejections.labels(stage="auth", status="4.7.0").inc()
+            self.context.metrics.rejected("auth", replies.AUTH_LOCKED)
             await self.push(str(replies.AUTH_LOCKED))
         else:
             await super().smtp_AUTH(arg)
@@ -307,7 +307,7 @@ class IngressSMTP(SMTP):
             log.info("authenticated", extra={"event": "auth_ok", "client": address, "user": user})
             return AuthResult(success=True, auth_data=Account(user))
         delay = self.context.guard.failure(address)
-        self.context.metrics.rejections.labels(stage="auth", status="5.7.8").inc()
+        self.context.metrics.rejected("auth", replies.AUTH_FAILED)
         log.info("authentication failed", extra={"event": "auth_failed", "client": address})
         await asyncio.sleep(delay)  # slow guessing down; the lockout stops it
         return AuthResult(success=False, handled=False)
