@@ -139,13 +139,16 @@ class IngressHandler:
             len(envelope.rcpt_tos),
             limits,
         )
-        duplicate = normalize_address(address) in {
-            normalize_address(known) for known in envelope.rcpt_tos
-        }
-        if reply.ok and not duplicate:  # like Postfix's cleanup: one copy per recipient
+        if reply.ok and not self._already_a_recipient(address, envelope.rcpt_tos):
+            # Like Postfix's cleanup: one copy per recipient.
             envelope.rcpt_tos.append(address)
             envelope.rcpt_options.extend(options)
         return self._reject("rcpt", reply)
+
+    @staticmethod
+    def _already_a_recipient(address: str, recipients: list[str]) -> bool:
+        wanted = normalize_address(address)
+        return any(normalize_address(known) == wanted for known in recipients)
 
     async def handle_exception(self, error: Exception) -> str:
         """A bug must not look like a permanent refusal: log it, answer 451."""
