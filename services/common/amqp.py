@@ -34,6 +34,16 @@ Handler = Callable[[AbstractIncomingMessage], Awaitable[None]]
 Output = tuple[str, BaseModel, str]  # queue, envelope, message id
 
 
+# What a broker operation raises when the connection or channel is in trouble.
+BROKER_ERRORS: tuple[type[BaseException], ...] = (
+    TimeoutError,
+    OSError,
+    aiormq.exceptions.AMQPError,
+    aio_pika.exceptions.AMQPException,
+    RuntimeError,
+)
+
+
 class BrokerUnavailable(Exception):
     """The broker could not confirm a publish; nothing may be promised."""
 
@@ -131,13 +141,7 @@ class Broker:
             confirmation = await self._channel.default_exchange.publish(
                 message, routing_key=queue, mandatory=True, timeout=self._publish_timeout
             )
-        except (
-            TimeoutError,
-            OSError,
-            aiormq.exceptions.AMQPError,
-            aio_pika.exceptions.AMQPException,
-            RuntimeError,
-        ) as exc:
+        except BROKER_ERRORS as exc:
             raise BrokerUnavailable(f"publish to {queue} not confirmed: {exc}") from exc
         if not isinstance(confirmation, aiormq.spec.Basic.Ack):
             raise BrokerUnavailable(f"publish to {queue} not confirmed: {confirmation!r}")
