@@ -18,7 +18,7 @@ import json
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import aio_pika
@@ -158,7 +158,7 @@ class QueueAdmin:
                     headers = dict(message.headers or {})
                     entry = entry_of(self._short(queue), headers, now)
                     if queue == self.topology.parked:
-                        entry = QueueEntry(**{**asdict(entry), "origin": origin_queue(headers)})
+                        entry = replace(entry, origin=origin_queue(headers))
                     entries.append(entry)
             finally:
                 for message in held:
