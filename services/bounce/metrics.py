@@ -6,6 +6,10 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from services.common.metrics import export_at_zero
+
+KINDS = ("failure", "delay")
+
 
 @dataclass(frozen=True)
 class BounceMetrics:
@@ -18,12 +22,9 @@ class BounceMetrics:
     @classmethod
     def create(cls, registry: CollectorRegistry) -> BounceMetrics:
         metrics = cls._build(registry)
-        # Export every known series from the start, at zero, for dashboards and rate().
-        for kind in ("failure", "delay"):
-            metrics.bounces.labels(kind=kind)
-            metrics.recipients.labels(kind=kind)
-        for result in ("sent", "dropped", "requeued", "rejected"):
-            metrics.messages.labels(result=result)
+        export_at_zero(metrics.bounces, "kind", KINDS)
+        export_at_zero(metrics.recipients, "kind", KINDS)
+        export_at_zero(metrics.messages, "result", ("sent", "dropped", "requeued", "rejected"))
         return metrics
 
     @classmethod

@@ -6,6 +6,10 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from services.common.metrics import export_at_zero
+
+ROUTES = ("local", "relay")
+
 
 @dataclass(frozen=True)
 class RouterMetrics:
@@ -19,12 +23,9 @@ class RouterMetrics:
     @classmethod
     def create(cls, registry: CollectorRegistry) -> RouterMetrics:
         metrics = cls._build(registry)
-        # Export every known series from the start, at zero, for dashboards and rate().
-        for route in ("local", "relay"):
-            metrics.recipients.labels(route=route)
-            metrics.jobs_published.labels(route=route)
-        for result in ("routed", "requeued", "rejected"):
-            metrics.messages.labels(result=result)
+        export_at_zero(metrics.recipients, "route", ROUTES)
+        export_at_zero(metrics.jobs_published, "route", ROUTES)
+        export_at_zero(metrics.messages, "result", ("routed", "requeued", "rejected"))
         return metrics
 
     @classmethod

@@ -18,7 +18,7 @@ from services.common.addressing import RecipientDirectory
 from services.common.amqp import Broker, BrokerUnavailable, Output
 from services.common.consumer import park_unreadable, requeue_after
 from services.common.envelope import AcceptedMessage, decode
-from services.router.metrics import RouterMetrics
+from services.router.metrics import ROUTES, RouterMetrics
 from services.router.routing import RoutingPlan, route_message
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ class RouterWorker:
         await self._broker.publish_all(body, outputs)
 
     def _count(self, plan: RoutingPlan) -> None:
-        for route in ("local", "relay"):
+        for route in ROUTES:
             count = plan.recipient_count(route)
             if count:
                 self._metrics.recipients.labels(route=route).inc(count)
