@@ -7,7 +7,7 @@ loading the files once at start (callers may reload).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,13 +64,21 @@ def is_safe_local_part(local: str) -> bool:
     return all(ord(char) >= 0x20 and ord(char) != 0x7F for char in local)
 
 
+def content_lines(lines: Iterable[str]) -> Iterator[tuple[int, str]]:
+    """(1-based line number, text) of each line of a table file that says something.
+
+    A ``#`` starts a comment; lines blank once it is cut are skipped.
+    """
+    for number, raw in enumerate(lines, start=1):
+        line = raw.split("#", 1)[0].strip()
+        if line:
+            yield number, line
+
+
 def parse_alias_lines(lines: Iterable[str]) -> dict[str, list[str]]:
     """Parse ``alias@domain: target[, target...]`` lines (``#`` comments, blanks ignored)."""
     table: dict[str, list[str]] = {}
-    for number, raw in enumerate(lines, start=1):
-        line = raw.split("#", 1)[0].strip()
-        if not line:
-            continue
+    for number, line in content_lines(lines):
         name, colon, targets = line.partition(":")
         if not colon or "@" not in name:
             raise ValueError(f"aliases line {number}: expected 'alias@domain: target, ...'")
@@ -83,12 +91,7 @@ def parse_alias_lines(lines: Iterable[str]) -> dict[str, list[str]]:
 
 def parse_recipient_lines(lines: Iterable[str]) -> frozenset[str]:
     """One address a line; ``#`` comments and blank lines ignored."""
-    found = set()
-    for raw in lines:
-        line = raw.split("#", 1)[0].strip()
-        if line:
-            found.add(normalize_address(line))
-    return frozenset(found)
+    return frozenset(normalize_address(line) for _, line in content_lines(lines))
 
 
 @dataclass(frozen=True)
