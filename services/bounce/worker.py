@@ -13,13 +13,12 @@ import time
 from dataclasses import dataclass
 
 from aio_pika.abc import AbstractIncomingMessage
-from pydantic import ValidationError
 
 from services.bounce.dsn import DsnContext, build_dsn, drop_reason, reported_results
 from services.bounce.metrics import BounceMetrics
 from services.common.amqp import Broker, BrokerUnavailable
-from services.common.consumer import park_unreadable, requeue_after
-from services.common.envelope import AcceptedMessage, BounceJob, decode, new_queue_id
+from services.common.consumer import decode_or_park, requeue_after
+from services.common.envelope import AcceptedMessage, BounceJob, new_queue_id
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +45,9 @@ class BounceWorker:
 
     async def handle(self, message: AbstractIncomingMessage) -> None:
         started = time.perf_counter()
-        try:
-            job = decode(BounceJob, message.headers)
-        except (ValueError, ValidationError) as exc:
+        job = await decode_or_park(BounceJob, message, "bounce job")
+        if job is None:
             self._metrics.messages.labels(result="rejected").inc()
-            await park_unreadable(message, "bounce job", exc)
             return
 
         reason = drop_reason(job)

@@ -6,8 +6,8 @@ starts optional background jobs once consuming (queue metrics, reapers), and on
 stop cancels them, drains in-flight handlers, runs the service's own clean-ups
 and closes the broker. :class:`ConsumerService` is the ``Service`` built on it.
 
-Two helpers for handlers live here too, for the behaviour the workers share:
-:func:`park_unreadable` and :func:`requeue_after`.
+Helpers for handlers live here too, for the behaviour the workers share:
+:func:`decode_or_park` (with :func:`park_unreadable`) and :func:`requeue_after`.
 """
 
 from __future__ import annotations
@@ -20,8 +20,10 @@ from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage
 from prometheus_client import CollectorRegistry
+from pydantic import ValidationError
 
 from services.common.amqp import Broker, Handler
+from services.common.envelope import ModelT, decode
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +144,17 @@ async def park_unreadable(message: AbstractIncomingMessage, what: str, error: Ex
         },
     )
     await message.reject(requeue=False)
+
+
+async def decode_or_park(
+    model: type[ModelT], message: AbstractIncomingMessage, what: str
+) -> ModelT | None:
+    """The ``model`` envelope of ``message``, or ``None`` once an unreadable one is parked."""
+    try:
+        return decode(model, message.headers)
+    except (ValueError, ValidationError) as exc:
+        await park_unreadable(message, what, exc)
+        return None
 
 
 async def requeue_after(message: AbstractIncomingMessage, pause: float) -> None:

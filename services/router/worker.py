@@ -12,12 +12,11 @@ import time
 from collections.abc import Callable
 
 from aio_pika.abc import AbstractIncomingMessage
-from pydantic import ValidationError
 
 from services.common.addressing import RecipientDirectory
 from services.common.amqp import Broker, BrokerUnavailable, Output
-from services.common.consumer import park_unreadable, requeue_after
-from services.common.envelope import AcceptedMessage, decode
+from services.common.consumer import decode_or_park, requeue_after
+from services.common.envelope import AcceptedMessage
 from services.router.metrics import ROUTES, RouterMetrics
 from services.router.routing import RoutingPlan, route_message
 
@@ -40,11 +39,9 @@ class RouterWorker:
 
     async def handle(self, message: AbstractIncomingMessage) -> None:
         started = time.perf_counter()
-        try:
-            accepted = decode(AcceptedMessage, message.headers)
-        except (ValueError, ValidationError) as exc:
+        accepted = await decode_or_park(AcceptedMessage, message, "accepted message")
+        if accepted is None:
             self._metrics.messages.labels(result="rejected").inc()
-            await park_unreadable(message, "accepted message", exc)
             return
 
         plan = route_message(accepted, self._directory())
