@@ -24,21 +24,12 @@ from contextlib import asynccontextmanager
 from dataclasses import asdict
 from typing import Annotated, Any
 
-import aio_pika
-import aiormq
 from fastapi import APIRouter, Depends, Header, HTTPException, Request
 
+from services.common.amqp import BROKER_ERRORS
 from services.delivery.queue_admin import QueueAdmin
 
 log = logging.getLogger(__name__)
-
-_BROKER_ERRORS = (
-    TimeoutError,
-    OSError,
-    RuntimeError,
-    aiormq.exceptions.AMQPError,
-    aio_pika.exceptions.AMQPException,
-)
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -81,7 +72,7 @@ def admin_router(token: str, open_admin: Callable[[], QueueAdmin]) -> APIRouter:
             try:
                 async with open_admin() as admin:
                     yield admin
-            except _BROKER_ERRORS as exc:
+            except BROKER_ERRORS as exc:
                 log.warning(
                     "admin request failed", extra={"event": "admin_failed", "error": str(exc)}
                 )
