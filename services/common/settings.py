@@ -343,9 +343,6 @@ class Settings(BaseSettings):
             return ""
         return self.admin_token_file.read_text().rstrip("\r\n")
 
-    def queue_name(self, name: str) -> str:
-        return f"{self.amqp_prefix}.{name}"
-
     def describe(self) -> dict[str, str]:
         """The effective settings as environment-style strings, secrets masked."""
         shown: dict[str, str] = {}
