@@ -20,14 +20,15 @@ class JsonFormatter(logging.Formatter):
         self._service = service
 
     def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
         entry: dict[str, Any] = {
             "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
             + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "service": self._service,
-            "event": getattr(record, "event", record.getMessage()),
+            "event": getattr(record, "event", message),
             "queue_id": getattr(record, "queue_id", ""),
-            "message": record.getMessage(),
+            "message": message,
             "logger": record.name,
         }
         for key, value in record.__dict__.items():
