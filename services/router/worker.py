@@ -57,7 +57,7 @@ class RouterWorker:
             return
 
         await message.ack()
-        self._count(plan)
+        self._count(plan, accepted.queue_id)
         self._metrics.processing.observe(time.perf_counter() - started)
         log.info(
             "routed",
@@ -81,7 +81,7 @@ class RouterWorker:
             outputs.append((topology.bounce, plan.bounce, f"{plan.bounce.queue_id}.router-bounce"))
         await self._broker.publish_all(body, outputs)
 
-    def _count(self, plan: RoutingPlan) -> None:
+    def _count(self, plan: RoutingPlan, queue_id: str) -> None:
         for route in ROUTES:
             count = plan.recipient_count(route)
             if count:
@@ -94,7 +94,7 @@ class RouterWorker:
                 "recipient failed",
                 extra={
                     "event": "recipient_failed",
-                    "queue_id": plan.bounce.queue_id if plan.bounce else "",
+                    "queue_id": queue_id,
                     "recipient": result.recipient,
                     "status": result.status,
                     "reason": result.diagnostic,
