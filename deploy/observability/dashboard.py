@@ -56,35 +56,33 @@ COMMAND = ".venv/bin/python -m deploy.observability.dashboard"
 ALL = VariableOption(selected=True, text="All", value="$__all")
 
 
+def query_variable(name: str, label: str, query: str) -> QueryVariable:
+    """A multi-value variable over ``label_values(...)``, "All" (any value) by default."""
+    return (
+        QueryVariable(name)
+        .label(label)
+        .datasource(DATASOURCE)
+        .query(query)
+        .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .sort(VariableSort.ALPHABETICAL_ASC)
+        .include_all(True)
+        .all_value(".*")
+        .multi(True)
+        .current(ALL)
+    )
+
+
 def variables() -> list[Builder[VariableModel]]:
-    namespace = (
-        QueryVariable("namespace")
-        .label("Namespace")
-        .datasource(DATASOURCE)
-        .query("label_values(staffetta_ingress_sessions_total, namespace)")
-        .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED)
-        .sort(VariableSort.ALPHABETICAL_ASC)
-        .include_all(True)
-        .all_value(".*")
-        .multi(True)
-        .current(ALL)
-    )
-    instance = (
-        QueryVariable("instance")
-        .label("Instance")
-        .datasource(DATASOURCE)
-        .query('label_values({__name__=~"staffetta_.+", namespace=~"$namespace"}, instance)')
-        .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED)
-        .sort(VariableSort.ALPHABETICAL_ASC)
-        .include_all(True)
-        .all_value(".*")
-        .multi(True)
-        .current(ALL)
-    )
     return [
         DatasourceVariable("datasource").label("Data source").type("prometheus"),
-        namespace,
-        instance,
+        query_variable(
+            "namespace", "Namespace", "label_values(staffetta_ingress_sessions_total, namespace)"
+        ),
+        query_variable(
+            "instance",
+            "Instance",
+            'label_values({__name__=~"staffetta_.+", namespace=~"$namespace"}, instance)',
+        ),
     ]
 
 
