@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from bench.net import free_port, wait_for_port
+from tests.support.processes import terminate_popen
 
 RCPT = re.compile(rb"^X-Rcpt-Args: <(\d+)([^@>]*)@", re.MULTILINE)
 SETTLE = 0.5  # after the last arrival, time for the final writes before reading mtimes
@@ -130,11 +131,5 @@ class Sink:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(10)
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        terminate_popen(self.process, 10)
         shutil.rmtree(self.folder, ignore_errors=True)

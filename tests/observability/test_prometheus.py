@@ -26,6 +26,7 @@ import yaml
 from tests.observability.catalog import RULES, load_dashboard, load_rules, panel_queries
 from tests.observability.traffic import send_traffic, traffic_env
 from tests.support.mx_server import MxServers
+from tests.support.processes import terminate_popen
 from tests.support.stack import Stack, free_port, wait_until
 
 pytestmark = pytest.mark.broker
@@ -86,13 +87,7 @@ class Prometheus:
         wait_until(self._ready, 30, "Prometheus /-/ready", interval=0.1)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        terminate_popen(self.process, 30)
 
     def _ready(self) -> bool:
         assert self.process is not None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 
 
 async def kill_if_running(process: asyncio.subprocess.Process) -> None:
@@ -10,3 +11,15 @@ async def kill_if_running(process: asyncio.subprocess.Process) -> None:
     if process.returncode is None:
         process.kill()
         await process.wait()
+
+
+def terminate_popen(process: subprocess.Popen[bytes] | None, grace: float) -> None:
+    """Stop a helper process: SIGTERM, ``grace`` seconds to exit, then SIGKILL; always reaped."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
