@@ -176,10 +176,13 @@ def _per_recipient_fields(
     return fields
 
 
-def delivery_status(job: BounceJob, context: DsnContext) -> str:
-    """The body of the ``message/delivery-status`` part: field groups split by empty lines."""
+def delivery_status(job: BounceJob, results: list[RecipientResult], context: DsnContext) -> str:
+    """The body of the ``message/delivery-status`` part: field groups split by empty lines.
+
+    ``results`` are the job's :func:`reported_results`.
+    """
     groups = [_per_message_fields(job, context)]
-    groups.extend(_per_recipient_fields(job, result, context) for result in reported_results(job))
+    groups.extend(_per_recipient_fields(job, result, context) for result in results)
     return "\r\n\r\n".join("\r\n".join(group) for group in groups) + "\r\n"
 
 
@@ -205,8 +208,10 @@ def _text_part(text: str) -> tuple[list[str], str]:
     return headers, encoded if encoded.endswith("\r\n") else encoded + "\r\n"
 
 
-def _status_part(job: BounceJob, context: DsnContext) -> tuple[list[str], str]:
-    status = delivery_status(job, context)
+def _status_part(
+    job: BounceJob, results: list[RecipientResult], context: DsnContext
+) -> tuple[list[str], str]:
+    status = delivery_status(job, results, context)
     if status.isascii():
         return ["Content-Type: message/delivery-status", "Content-Transfer-Encoding: 7bit"], status
     # A UTF-8 address or reply: RFC 6533 asks for the 8bit encoding whenever possible.
@@ -258,7 +263,7 @@ def build_dsn(job: BounceJob, original: bytes, context: DsnContext) -> bytes:
         _description("Notification", _text_part(text)),
         _description(
             "Delayed-Mail Report" if job.kind == "delay" else "Delivery report",
-            _status_part(job, context),
+            _status_part(job, results, context),
         ),
         _description(
             "Delayed Message Headers" if job.kind == "delay" else "Undelivered Message Headers",
