@@ -85,9 +85,6 @@ class BounceJob(BaseModel):
     results: list[RecipientResult] = Field(default_factory=list)
 
 
-Envelope = AcceptedMessage | DeliveryJob | BounceJob
-
-
 def encode(envelope: BaseModel) -> str:
     return envelope.model_dump_json()
 
