@@ -88,7 +88,10 @@ def related_ids(entries: list[Entry], queue_id: str) -> list[str]:
 
 def follow(entries: list[Entry], queue_id: str) -> list[Entry]:
     """The entries of ``queue_id`` and its linked DSNs, in time order."""
-    ids = set(related_ids(entries, queue_id))
+    return _in_time_order(entries, set(related_ids(entries, queue_id)))
+
+
+def _in_time_order(entries: list[Entry], ids: set[str]) -> list[Entry]:
     mine = [entry for entry in entries if _belongs(entry, ids)]
     return sorted(mine, key=lambda e: (e.time, STAGES.get(e.service, len(STAGES)), e.order))
 
@@ -157,7 +160,7 @@ def outcomes(journey: list[Entry]) -> list[RecipientState]:
 def render(entries: list[Entry], queue_id: str) -> list[str]:
     """The journey as text lines: one per event, then each recipient's outcome."""
     ids = related_ids(entries, queue_id)
-    journey = follow(entries, queue_id)
+    journey = _in_time_order(entries, set(ids))
     if not journey:
         return []
     width = max(len(entry.service) for entry in journey)
