@@ -1,15 +1,9 @@
-"""Loopback ports: pick a free one, wait for a listener."""
+"""Loopback ports: wait for a listener (pick a free one: ``tests.support.stack.free_port``)."""
 
 from __future__ import annotations
 
 import socket
 import time
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
 
 
 def wait_for_port(port: int, timeout: float, host: str = "127.0.0.1") -> bool:

@@ -16,7 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.net import free_port, wait_for_port
+from bench.net import wait_for_port
+from tests.support.stack import free_port
 
 MAIN_CF = """\
 compatibility_level = 3.6

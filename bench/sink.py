@@ -23,8 +23,9 @@ import threading
 import time
 from pathlib import Path
 
-from bench.net import free_port, wait_for_port
+from bench.net import wait_for_port
 from tests.support.processes import terminate_popen
+from tests.support.stack import free_port
 
 RCPT = re.compile(rb"^X-Rcpt-Args: <(\d+)([^@>]*)@", re.MULTILINE)
 SETTLE = 0.5  # after the last arrival, time for the final writes before reading mtimes
