@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,19 @@ def schedule(plan: ComparePlan) -> list[tuple[int, int, str]]:
     ]
 
 
+@contextlib.contextmanager
+def serving(system: System) -> Iterator[Sink]:
+    """A fresh sink and ``system`` relaying to it; both stopped on the way out."""
+    sink = Sink()
+    try:
+        sink.start()
+        system.start(sink.host, sink.port)
+        yield sink
+    finally:
+        system.stop()
+        sink.stop()
+
+
 def _warm(system: System, sink: Sink, plan: ComparePlan, size: int) -> None:
     if plan.warmup <= 0:
         return
@@ -76,43 +90,44 @@ def run_one(
 ) -> dict[str, Any]:
     """One measured run on a fresh system and a fresh sink; never raises."""
     system = make_system(name, plan)
-    sink = Sink()
     try:
-        sink.start()
-        system.start(sink.host, sink.port)
-        _warm(system, sink, plan, size)
-        own = system.groups()
-        groups = {**own, "rabbitmq": find_pids("beam.smp"), "sink": [sink.pid]}
-        staffetta = isinstance(system, Staffetta)
-        system_groups = [*own, "rabbitmq"] if staffetta else list(own)
-        profiler = None
-        if profile_as and plan.profile_dir and isinstance(system, Staffetta):
-            profiler = Profiler(plan.profile_dir / profile_as, system.pids())
-            profiler.start()
-        sampler = ProcSampler(groups)
-        sampler.begin()
-        source = SourcePlan(
-            system.host,
-            system.port,
-            plan.count,
-            size,
-            plan.sessions,
-            reuse_connections=plan.reuse_connections,
-        )
-        run = run_source(source, plan.timeout)
-        sink.wait_for("user", run.accepted, plan.timeout)
-        usage = sampler.end()
-        usage.cpu_seconds["source"] = run.cpu_seconds
-        result = summarise_run(name, size, run, sink.times("user"), usage, system_groups)
-        if profiler is not None:
-            result["hotspots"] = {k: v.as_dict() for k, v in profiler.stop().items()}
-        return result
+        with serving(system) as sink:
+            return _measure(name, size, plan, system, sink, profile_as)
     except Exception as error:  # a broken system is reported, never fatal
         log.error("%s %s failed: %s", name, size, error)
         return {"system": name, "size": size, "error": f"{error}\n{traceback.format_exc()}"}
-    finally:
-        system.stop()
-        sink.stop()
+
+
+def _measure(
+    name: str, size: int, plan: ComparePlan, system: System, sink: Sink, profile_as: str | None
+) -> dict[str, Any]:
+    _warm(system, sink, plan, size)
+    own = system.groups()
+    groups = {**own, "rabbitmq": find_pids("beam.smp"), "sink": [sink.pid]}
+    staffetta = isinstance(system, Staffetta)
+    system_groups = [*own, "rabbitmq"] if staffetta else list(own)
+    profiler = None
+    if profile_as and plan.profile_dir and isinstance(system, Staffetta):
+        profiler = Profiler(plan.profile_dir / profile_as, system.pids())
+        profiler.start()
+    sampler = ProcSampler(groups)
+    sampler.begin()
+    source = SourcePlan(
+        system.host,
+        system.port,
+        plan.count,
+        size,
+        plan.sessions,
+        reuse_connections=plan.reuse_connections,
+    )
+    run = run_source(source, plan.timeout)
+    sink.wait_for("user", run.accepted, plan.timeout)
+    usage = sampler.end()
+    usage.cpu_seconds["source"] = run.cpu_seconds
+    result = summarise_run(name, size, run, sink.times("user"), usage, system_groups)
+    if profiler is not None:
+        result["hotspots"] = {k: v.as_dict() for k, v in profiler.stop().items()}
+    return result
 
 
 def run_compare(plan: ComparePlan, progress: Callable[[str], None] = print) -> list[dict[str, Any]]:

@@ -23,7 +23,7 @@ from typing import Any
 
 import aiosmtplib
 
-from bench.compare import ComparePlan, make_system
+from bench.compare import ComparePlan, make_system, serving
 from bench.procstat import ProcSampler, find_pids
 from bench.sink import Sink
 from bench.stats import latency_summary, rate
@@ -204,17 +204,12 @@ def run_sweep(
     size: int,
 ) -> dict[str, Any]:
     system = make_system(name, plan)
-    sink = Sink()
     try:
-        sink.start()
-        system.start(sink.host, sink.port)
-        steps = asyncio.run(sweep_system(system, sink, rates, seconds, connections, size))
+        with serving(system) as sink:
+            steps = asyncio.run(sweep_system(system, sink, rates, seconds, connections, size))
         return {"system": name, "size": size, "steps": steps, "knee": find_knee(steps)}
     except Exception as error:  # reported, never fatal
         return {"system": name, "size": size, "error": repr(error)}
-    finally:
-        system.stop()
-        sink.stop()
 
 
 def run_sweep_command(args: argparse.Namespace, stamp: str) -> int:
