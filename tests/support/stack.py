@@ -7,7 +7,6 @@ AMQP prefix is unique per stack so test runs never meet on the shared broker.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import socket
@@ -17,7 +16,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -203,14 +202,3 @@ async def delete_queues(prefix: str, env: dict[str, str] | None = None) -> None:
     # The delivery topology is the widest: the shared queues plus its throttle queue.
     topology = DeliveryTopology.from_settings(settings)
     await delete_queues_at(AMQP_URL, (spec.name for spec in topology.queues()))
-
-
-@contextlib.contextmanager
-def running_stack(workdir: Path, **options: object) -> Iterator[Stack]:
-    stack = Stack(workdir, **options)  # type: ignore[arg-type]
-    try:
-        stack.start()
-        yield stack
-    finally:
-        stack.stop()
-        stack.delete_queues()
