@@ -69,7 +69,11 @@ MEANINGS: dict[str, str] = {
     "log_level": "`DEBUG`, `INFO`, `WARNING` or `ERROR`",
 }
 
-_SPECIAL_DEFAULTS = {"hostname": "the host's FQDN", "dns_nameservers": "the system's"}
+_SPECIAL_DEFAULTS = {
+    "hostname": "the host's FQDN",
+    "dns_nameservers": "the system's",
+    "maildir_root": "`./var/mail`",  # str(Path) would drop the ./
+}
 
 
 def default_text(name: str, value: str) -> str:
@@ -78,8 +82,6 @@ def default_text(name: str, value: str) -> str:
     default = Settings.model_fields[name].default
     if isinstance(default, SecretStr):  # documented defaults hold no real secrets
         value = default.get_secret_value()
-    if name == "maildir_root":
-        return "`./var/mail`"
     return f"`{value}`" if value else "empty"
 
 
