@@ -16,11 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from aio_pika.abc import AbstractIncomingMessage
-from pydantic import ValidationError
 
 from services.common.amqp import Broker, BrokerUnavailable, Output
-from services.common.consumer import park_unreadable
-from services.common.envelope import DeliveryJob, RecipientResult, decode
+from services.common.consumer import decode_or_park
+from services.common.envelope import DeliveryJob, RecipientResult
 from services.delivery.deferred import DeferredTracker
 from services.delivery.maildir import Maildir, UnsafeMailbox
 from services.delivery.metrics import DeliveryMetrics
@@ -82,11 +81,9 @@ class DeliveryWorker:
         self._deferred = DeferredTracker()
 
     async def handle(self, message: AbstractIncomingMessage) -> None:
-        try:
-            job = decode(DeliveryJob, message.headers)
-        except (ValueError, ValidationError) as exc:
+        job = await decode_or_park(DeliveryJob, message, "delivery job")
+        if job is None:
             self._metrics.jobs.labels(result="rejected").inc()
-            await park_unreadable(message, "delivery job", exc)
             return
         destination = self._destination(job)
         if destination and self._throttle is not None:
