@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from typing import Protocol, runtime_checkable
@@ -52,12 +53,35 @@ async def serve(service: Service, settings: Settings) -> None:
     )
     await http.start()
     await service.start()
+    tune_garbage_collector()
     log.info("started", extra={"event": "started", "http": str(settings.http_address)})
     await stop_requested.wait()
     log.info("stopping", extra={"event": "stopping"})
     await service.stop()
     await http.stop()
     log.info("stopped", extra={"event": "stopped"})
+
+
+# Objects allocated per generation-0 collection (CPython's default is 700). Each message
+# allocates thousands of short-lived containers (frames, AMQP properties, log records),
+# so the default collected several times per message; see tune_garbage_collector.
+GC_GEN0_THRESHOLD = 20_000
+
+
+def tune_garbage_collector() -> None:
+    """Make the cyclic garbage collector cheap on the per-message path.
+
+    perf showed 10-14 % of a busy service's CPU in CPython's collector, walking the
+    hundreds of thousands of long-lived objects of the imported libraries again and
+    again. Freezing what exists once the service has started moves those out of
+    every later collection (they live as long as the process anyway), and a higher
+    generation-0 threshold collects less often; the garbage between two collections
+    is at most a few MB.
+    """
+    gc.collect()
+    gc.freeze()
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
 
 
 def run(service: Service, settings: Settings) -> int:
