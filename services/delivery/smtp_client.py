@@ -3,6 +3,8 @@
 aiosmtplib does the protocol; this module only sequences EHLO, STARTTLS,
 AUTH, MAIL, one RCPT per recipient and DATA, with the configured timeouts,
 and writes down what the server said. Decisions are :func:`transcript.judge`'s.
+When the server offers PIPELINING (RFC 2920) the envelope goes in one write,
+as Postfix's smtp client sends it: [RSET,] MAIL, every RCPT, DATA.
 """
 
 from __future__ import annotations
@@ -18,6 +20,14 @@ from dataclasses import dataclass
 from typing import Literal
 
 import aiosmtplib
+from aiosmtplib.email import quote_address
+from aiosmtplib.protocol import (
+    COMMAND_INJECTION_REGEX,
+    PERIOD_REGEX,
+    SMTPProtocol,
+    normalize_message_line_endings,
+)
+from aiosmtplib.response import SMTPResponse
 
 from services.delivery.connections import Connection, ConnectionPool, PoolKey
 from services.delivery.replies import SmtpReply
@@ -60,6 +70,10 @@ class ClientConfig:
 
 class _TlsHandshakeFailed(Exception):
     pass
+
+
+class _StaleSession(Exception):
+    """A cached session failed its RSET: nothing of this message was accepted on it."""
 
 
 @functools.cache
@@ -115,15 +129,19 @@ async def send(
     envelope = _Envelope(sender, recipients, body)
     key: PoolKey = (target.host, target.address, target.port, config.tls, config.username)
     while pool is not None and (cached := pool.take(key)) is not None:
-        if not await _reset(cached.client, config):
-            continue  # the remote closed it meanwhile: try another, or connect anew
         transcript = Transcript(remote_mta=target.remote_mta, tls=cached.tls, reused=True)
-        progress = _Progress("mail")
-        await _guarded(
-            transcript,
-            progress,
-            _transaction(cached.client, envelope, config, transcript, progress),
-        )
+        progress = _Progress("rset")
+        try:
+            await _guarded(
+                transcript,
+                progress,
+                _transaction(cached.client, envelope, config, transcript, progress, reset=True),
+            )
+        except _StaleSession:
+            # The remote closed it meanwhile. Only a failed RSET gets here, never
+            # anything later: retrying after that could deliver the message twice.
+            cached.client.close()
+            continue  # try another, or connect anew
         await _finish(pool, key, cached, transcript, config)
         return transcript
 
@@ -226,13 +244,12 @@ async def _finish(
     connection.client.close()
 
 
-async def _reset(client: aiosmtplib.SMTP, config: ClientConfig) -> bool:
+async def _reset(client: aiosmtplib.SMTP, config: ClientConfig) -> None:
     try:
         await client.rset(timeout=config.timeouts.command)
-    except (aiosmtplib.SMTPException, OSError, TimeoutError):
+    except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
         client.close()
-        return False
-    return True
+        raise _StaleSession from exc
 
 
 async def _open(
@@ -268,14 +285,25 @@ async def _transaction(
     config: ClientConfig,
     transcript: Transcript,
     progress: _Progress,
+    *,
+    reset: bool = False,
 ) -> bool:
-    """MAIL, one RCPT per recipient, DATA when any recipient was accepted."""
+    """[RSET on a cached session,] MAIL, one RCPT per recipient, DATA when any was accepted.
+
+    A failed RSET raises :class:`_StaleSession`; every later failure goes to the transcript.
+    """
+    if reset and not client.is_connected:
+        raise _StaleSession
     encoding = _encoding(client)
     addresses = (envelope.sender, *envelope.recipients)
     if encoding == "ascii" and not all(address.isascii() for address in addresses):
         # RFC 6531 3.4: an internationalised address needs SMTPUTF8 all the way.
         transcript.refused_here = NO_SMTPUTF8
         return True
+    if client.supports_extension("pipelining"):
+        return await _pipelined(client, envelope, config, transcript, progress, reset=reset)
+    if reset:
+        await _reset(client, config)
     progress.phase = "mail"
     options = _mail_options(client, envelope.sender, envelope.recipients, envelope.body)
     await client.mail(envelope.sender, options=options, encoding=encoding)
@@ -297,6 +325,140 @@ async def _transaction(
         except aiosmtplib.SMTPDataError as exc:
             transcript.data_reply = _reply(exc)
     return True
+
+
+async def _pipelined(
+    client: aiosmtplib.SMTP,
+    envelope: _Envelope,
+    config: ClientConfig,
+    transcript: Transcript,
+    progress: _Progress,
+    *,
+    reset: bool,
+) -> bool:
+    """RFC 2920: [RSET,] MAIL, every RCPT and DATA in one write, then the replies in order."""
+    if not reset:
+        progress.phase = "mail"
+    protocol = client.protocol
+    lock = protocol._command_lock if protocol is not None else None
+    if protocol is None or lock is None:
+        if reset:
+            raise _StaleSession
+        raise aiosmtplib.SMTPServerDisconnected("Connection lost")
+    async with lock:  # aiosmtplib's own: no other command may slip between ours
+        try:
+            commands = _envelope_commands(client, envelope, reset=reset)
+            if reset:
+                await _pipelined_reset(protocol, commands, config)
+            else:
+                protocol.write(commands)
+            return await _pipelined_replies(
+                client, protocol, envelope, config, transcript, progress
+            )
+        except BaseException:
+            # Replies still due would be read as answers to later commands.
+            client.close()
+            raise
+
+
+def _envelope_commands(client: aiosmtplib.SMTP, envelope: _Envelope, *, reset: bool) -> bytes:
+    """[RSET,] MAIL, every RCPT and DATA: the lines aiosmtplib's rset(), mail(), rcpt()
+    and data() would send one by one."""
+    encoding = _encoding(client)
+    options = _mail_options(client, envelope.sender, envelope.recipients, envelope.body)
+    mail_from = quote_address(envelope.sender).encode(encoding)
+    commands = [
+        *([_command(b"RSET")] if reset else []),
+        _command(b"MAIL", b"FROM:" + mail_from, *(option.encode("ascii") for option in options)),
+        *(
+            _command(b"RCPT", b"TO:" + quote_address(r).encode(encoding))
+            for r in envelope.recipients
+        ),
+        _command(b"DATA"),
+    ]
+    return b"".join(commands)
+
+
+async def _pipelined_reset(protocol: SMTPProtocol, commands: bytes, config: ClientConfig) -> None:
+    """Send the batch that starts with RSET; :class:`_StaleSession` unless RSET gets 250."""
+    try:
+        protocol.write(commands)
+        reply = await _next_reply(protocol, config.timeouts.command)
+    except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+        raise _StaleSession from exc  # no reply at all: the remote closed it meanwhile
+    if reply.code != 250:
+        raise _StaleSession
+
+
+async def _pipelined_replies(
+    client: aiosmtplib.SMTP,
+    protocol: SMTPProtocol,
+    envelope: _Envelope,
+    config: ClientConfig,
+    transcript: Transcript,
+    progress: _Progress,
+) -> bool:
+    """Read the MAIL, RCPT and DATA replies, then send the body (or end an empty DATA).
+
+    Every reply is read, even after a refused MAIL, so the session stays in step;
+    a 421 ends it at once. Returns False when the session cannot go on.
+    """
+    command_timeout = config.timeouts.command
+    progress.phase = "mail"
+    mail = await _next_reply(protocol, command_timeout)
+    mail_ok = mail.code == 250
+    if not mail_ok:
+        transcript.reply, transcript.reply_phase = SmtpReply(mail.code, mail.message), "mail"
+    if mail.code == 421:
+        return _closed(client)
+    progress.phase = "rcpt"
+    for recipient in envelope.recipients:
+        reply = await _next_reply(protocol, command_timeout)
+        if mail_ok:  # after a refused MAIL these are only "503 need MAIL first"
+            transcript.rcpt[recipient] = SmtpReply(reply.code, reply.message)
+        if reply.code == 421:
+            return _closed(client)
+    progress.phase = "data"
+    data = await _next_reply(protocol, config.timeouts.data)
+    accepted = mail_ok and any(reply.is_positive for reply in transcript.rcpt.values())
+    if data.code == 354:
+        # RFC 2920 3.1: with no recipient accepted the server should have refused
+        # DATA; if it did not, end the empty message with "." and ignore its reply.
+        protocol.write(_dot_stuffed(envelope.body) if accepted else b".\r\n")
+        data = await _next_reply(protocol, config.timeouts.data)
+    if accepted:
+        transcript.data_reply = SmtpReply(data.code, data.message)
+    if data.code == 421:
+        return _closed(client)
+    return mail_ok
+
+
+async def _next_reply(protocol: SMTPProtocol, limit: float) -> SMTPResponse:
+    """The next reply in order. aiosmtplib parses one reply per arrival of data and
+    keeps the rest in its buffer: replies that arrived together are taken from there."""
+    buffered = protocol._read_response_from_buffer()
+    if buffered is not None:
+        return buffered
+    return await protocol.read_response(timeout=limit)
+
+
+def _closed(client: aiosmtplib.SMTP) -> bool:
+    """After a 421 the server closes the session; so do we (as aiosmtplib does)."""
+    client.close()
+    return False
+
+
+def _command(*args: bytes) -> bytes:
+    """One command line, checked as aiosmtplib's execute_command checks it."""
+    for arg in args:
+        if COMMAND_INJECTION_REGEX.search(arg):
+            raise ValueError("Command arg contains a prohibited control character")
+    return b" ".join(args) + b"\r\n"
+
+
+def _dot_stuffed(body: bytes) -> bytes:
+    """The body as aiosmtplib's execute_data_command sends it: CRLF, dots doubled, "."."""
+    return PERIOD_REGEX.sub(b"..", normalize_message_line_endings(body)) + b".\r\n"
 
 
 async def _hello(client: aiosmtplib.SMTP, config: ClientConfig) -> None:
