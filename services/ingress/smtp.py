@@ -22,12 +22,15 @@ from typing import Any
 from aiosmtpd.proxy_protocol import get_proxy
 from aiosmtpd.smtp import SMTP, AuthResult, Session
 
-from services.ingress import quota, replies
+from services.ingress import aiosmtpd_speedups, quota, replies
 from services.ingress.handler import IngressContext, IngressHandler
 from services.ingress.policy import Client, PortKind, is_trusted, without_root_dot
 from services.ingress.replies import Reply
 
 log = logging.getLogger(__name__)
+
+# Before any connection: every IngressSMTP then skips aiosmtpd's per-connection introspection.
+aiosmtpd_speedups.install()
 
 IDENT = "ESMTP Staffetta"
 PROXY_HEADER_TIMEOUT = 10.0
@@ -340,11 +343,11 @@ class IngressSMTP(SMTP):
         """
         if "\r" in arg or "\n" in arg:
             return None, None
-        address, rest = super()._getaddr(arg)
+        address, rest = aiosmtpd_speedups.parse_path(arg, self.local_part_limit)
         if address is None:
             retry = without_root_dot(arg)
             if retry is not None:
-                address, rest = super()._getaddr(retry)
+                address, rest = aiosmtpd_speedups.parse_path(retry, self.local_part_limit)
         return address, rest
 
     # -- transactions -----------------------------------------------------------

@@ -1,0 +1,107 @@
+"""Per-connection and per-command costs of aiosmtpd, paid once instead.
+
+Under ``make bench --profile`` the ingress spent about 15 % of its time building
+each connection's ``SMTP`` object: aiosmtpd's ``__init__`` finds its command
+methods, AUTH mechanisms and handler hooks with ``inspect.getmembers``, ``dir``
+and ``inspect.signature`` on every connection, although the answers depend only
+on the classes. And its ``_getaddr`` declares a ``typing.Protocol`` class on
+every MAIL and RCPT (another 3 %), then runs the ``email`` header parser.
+
+:func:`install` gives ``aiosmtpd.smtp`` a cached ``dir`` and a stand-in for the
+two ``inspect`` functions it uses, answering the same as the originals for the
+same classes. :func:`parse_path` is the address parser for MAIL and RCPT: a
+fast path for the everyday ``<local@domain>`` and the ``email`` parser for all
+the rest, with the same results (tests compare the two).
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Callable
+from email._header_value_parser import get_addr_spec, get_angle_addr
+from email.errors import HeaderParseError
+from types import SimpleNamespace
+from typing import Any
+
+import aiosmtpd.smtp
+
+
+_names_of_class: dict[type, tuple[str, ...]] = {}
+
+
+def _class_names(cls: type) -> tuple[str, ...]:
+    names = _names_of_class.get(cls)
+    if names is None:
+        names = _names_of_class[cls] = tuple(dir(cls))
+    return names
+
+
+def cached_dir(obj: object) -> list[str]:
+    """``dir(obj)``: the class's names (cached per class) and the instance's own."""
+    if isinstance(obj, type):
+        return dir(obj)  # a class lists its bases' names, not its metaclass's
+    names = _class_names(type(obj))
+    own = getattr(obj, "__dict__", None)
+    if not own:
+        return list(names)
+    return sorted({*names, *own})
+
+
+def auth_members(obj: object) -> list[tuple[str, Any]]:
+    """``inspect.getmembers(obj)`` reduced to the ``auth_*`` members, its only use there.
+
+    The full version reads every attribute of the object, properties included, and
+    the SMTP protocol object has many.
+    """
+    return [(name, getattr(obj, name)) for name in cached_dir(obj) if name.startswith("auth_")]
+
+
+_signatures: dict[Callable[..., Any], inspect.Signature] = {}
+
+
+def cached_signature(callable_: Callable[..., Any]) -> inspect.Signature:
+    """``inspect.signature``, cached per underlying function (the same for every instance)."""
+    key = getattr(callable_, "__func__", callable_)
+    signature = _signatures.get(key)
+    if signature is None:
+        signature = _signatures[key] = inspect.signature(callable_)
+    return signature
+
+
+def install() -> None:
+    """Point ``aiosmtpd.smtp``'s introspection at the cached versions (idempotent)."""
+    module: Any = aiosmtpd.smtp
+    module.dir = cached_dir
+    module.inspect = SimpleNamespace(getmembers=auth_members, signature=cached_signature)
+
+
+# A dot-atom local part and a plain domain, the shape of nearly every real path.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_SIMPLE_PATH = re.compile(
+    rf"<(?P<address>{_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>(?P<rest>[^()\r\n]*)"
+)
+_WSP = " \t"  # the parser drops the white space after the path (and comments: not here)
+
+
+def parse_path(argument: str, local_part_limit: int = 0) -> tuple[str | None, str | None]:
+    """(address, the rest of the argument) of MAIL/RCPT, as aiosmtpd's ``_getaddr``.
+
+    ``(None, None)`` when it cannot be parsed or the local part is over the limit.
+    """
+    if not argument:
+        return "", ""
+    simple = _SIMPLE_PATH.fullmatch(argument.lstrip())
+    if simple is not None:
+        address, rest = simple["address"], simple["rest"].lstrip(_WSP)
+    else:
+        try:
+            parse = get_angle_addr if argument.lstrip().startswith("<") else get_addr_spec
+            token, rest = parse(argument)
+        except HeaderParseError:
+            return None, None
+        address = token.addr_spec
+    local_part = address.rpartition("@")[0]
+    if local_part_limit and len(local_part) > local_part_limit:
+        return None, None
+    return address, rest

@@ -1,0 +1,134 @@
+"""The cached introspection and the address parser give aiosmtpd's own answers."""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import inspect
+from typing import Any
+
+import aiosmtpd.smtp
+import pytest
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
+
+from services.ingress import aiosmtpd_speedups
+from services.ingress.smtp import IngressSMTP
+
+PATHS = [
+    "<a@b>",
+    " <a@b> SIZE=10",
+    "<a@b>  BODY=8BITMIME",
+    "<a@b>\tx",
+    "<a@b>x",
+    "<a@b>>",
+    "<a.b+c@x-y.example.org>",
+    "<A@B.ORG> SMTPUTF8",
+    "<a@b>(comment) SIZE=1",
+    "<a..b@c>",
+    "<.a@b>",
+    "<a@b.>",
+    '<"quoted local"@b>',
+    "<@relay.example:a@b>",
+    "a@b",
+    "a@b SIZE=1",
+    "<a@[192.0.2.1]>",
+    "<>",
+    "<ü@b>",
+    "<a@b",
+    "< a@b >",
+    "<a@b>\r\n",
+    "<a b@c>",
+    "",
+    "<" + "x" * 65 + "@b>",
+]
+
+
+def aiosmtpd_getaddr(argument: str, local_part_limit: int) -> tuple[str | None, str | None]:
+    smtp = SMTP.__new__(SMTP)
+    smtp.local_part_limit = local_part_limit
+    result: tuple[str | None, str | None] = SMTP._getaddr(smtp, argument)
+    return result
+
+
+@pytest.mark.parametrize("argument", PATHS)
+@pytest.mark.parametrize("limit", [0, 64])
+def test_parse_path_answers_as_aiosmtpd(argument: str, limit: int) -> None:
+    assert aiosmtpd_speedups.parse_path(argument, limit) == aiosmtpd_getaddr(argument, limit)
+
+
+def test_the_fast_path_takes_the_everyday_shapes() -> None:
+    assert aiosmtpd_speedups._SIMPLE_PATH.fullmatch("<a.b+c@x-y.example.org> SIZE=1")
+    assert not aiosmtpd_speedups._SIMPLE_PATH.fullmatch("<a@b>(comment)")
+    assert not aiosmtpd_speedups._SIMPLE_PATH.fullmatch('<"q"@b>')
+
+
+class Hooks:
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        return "250 OK"
+
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        return responses
+
+    async def auth_CUSTOM(self, server: SMTP, args: list[str]) -> AuthResult:
+        return AuthResult(success=False)
+
+
+class CustomSMTP(SMTP):
+    async def smtp_XHELLO(self, arg: str) -> None:
+        await self.push("250 hi")
+
+    async def auth_OTHER__MECH(self, server: SMTP, args: list[str]) -> AuthResult:
+        return AuthResult(success=False)
+
+
+def introspected(smtp: SMTP) -> dict[str, Any]:
+    return {
+        "commands": sorted(smtp._smtp_methods),
+        "auth": sorted((name, attr.is_builtin) for name, attr in smtp._auth_methods.items()),
+        "hooks": sorted(smtp._handle_hooks),
+        "ehlo": smtp._ehlo_hook_ver,
+    }
+
+
+async def test_cached_introspection_finds_what_aiosmtpd_finds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    loop = asyncio.get_running_loop()
+    handler = Hooks()
+    with_speedups = introspected(CustomSMTP(handler, loop=loop))
+
+    monkeypatch.setattr(aiosmtpd.smtp, "inspect", inspect)
+    monkeypatch.setattr(aiosmtpd.smtp, "dir", builtins.dir)
+    assert introspected(CustomSMTP(handler, loop=loop)) == with_speedups
+    assert "XHELLO" in with_speedups["commands"]
+    assert ("OTHER-MECH", True) in with_speedups["auth"]
+    assert ("CUSTOM", False) in with_speedups["auth"]
+    assert with_speedups["ehlo"] == "new"
+
+
+def test_cached_dir_includes_the_instance_attributes() -> None:
+    class Thing:
+        def method(self) -> None: ...
+
+    thing = Thing()
+    thing.smtp_LATE = "set on the instance"  # type: ignore[attr-defined]
+    assert aiosmtpd_speedups.cached_dir(thing) == dir(thing)
+    assert aiosmtpd_speedups.cached_dir(Thing()) == dir(Thing())
+    assert aiosmtpd_speedups.cached_dir(IngressSMTP) == dir(IngressSMTP)
+
+
+def test_cached_signature_is_the_bound_signature() -> None:
+    first, second = Hooks(), Hooks()
+    assert aiosmtpd_speedups.cached_signature(first.handle_EHLO) == inspect.signature(
+        first.handle_EHLO
+    )
+    assert len(aiosmtpd_speedups.cached_signature(second.handle_EHLO).parameters) == 5
