@@ -20,6 +20,21 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _MAX_HELO_IN_HEADER = 255
 
 
+DATA_END = b"\r\n.\r\n"  # a line holding one dot ends the data (RFC 5321 4.1.1.4)
+
+
+def unstuff(data: bytes) -> bytes:
+    """RFC 5321 4.5.2: drop the first dot of every line that starts with one."""
+    if data.startswith(b"."):
+        data = data[1:]
+    return data.replace(b"\r\n.", b"\r\n")
+
+
+def longest_line(data: bytes) -> int:
+    """The length of the longest line, its CRLF counted (as RFC 5321 4.5.3.1.6 counts)."""
+    return max(map(len, data.split(b"\r\n"))) + 2 if data else 0
+
+
 def normalise_line_ends(body: bytes) -> bytes:
     """Turn every bare CR and bare LF into CRLF."""
     # The common case, a body already in CRLF throughout, is answered by three

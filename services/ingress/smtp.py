@@ -20,9 +20,9 @@ import time
 from typing import Any
 
 from aiosmtpd.proxy_protocol import get_proxy
-from aiosmtpd.smtp import SMTP, AuthResult, Session
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Session, syntax
 
-from services.ingress import aiosmtpd_speedups, quota, replies
+from services.ingress import aiosmtpd_speedups, message, quota, replies
 from services.ingress.handler import IngressContext, IngressHandler
 from services.ingress.policy import Client, PortKind, is_trusted, without_root_dot
 from services.ingress.replies import Reply
@@ -34,6 +34,7 @@ aiosmtpd_speedups.install()
 
 IDENT = "ESMTP Staffetta"
 PROXY_HEADER_TIMEOUT = 10.0
+DATA_CHUNK = 256 * 1024  # bytes taken from the socket buffer per read during DATA
 
 
 class IngressSession(Session):
@@ -387,11 +388,73 @@ class IngressSMTP(SMTP):
         self.in_transaction = True
         await super().smtp_MAIL(arg)
 
+    @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:
-        await super().smtp_DATA(arg)
-        if self.envelope is not None and self.envelope.mail_from is None:
-            # DATA ended without our hook's 250 (too big, line too long...).
-            self.end_transaction(accepted=False)
+        """aiosmtpd's DATA, with the message read in large chunks instead of line by line.
+
+        aiosmtpd awaits one ``readuntil`` per line: about 650 awaits, 3.5 ms of CPU,
+        for a 50 KB message. The replies are aiosmtpd's: 552 over the size limit,
+        500 for a line (with its CRLF) over ``line_length_limit``, the handler's otherwise.
+        """
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        data = await self._read_data()
+        if data is None:
+            await self.push("552 Error: Too much mail data")
+        elif message.longest_line(data) > self.line_length_limit:
+            await self.push("500 Line too long (see RFC5321 4.5.3.1.6)")
+        else:
+            content = message.unstuff(data)
+            self.envelope.content = self.envelope.original_content = content
+            status = await self._call_handler_hook("DATA")
+            self._set_post_data_state()  # type: ignore[no-untyped-call]
+            await self.push("250 OK" if status is MISSING else status)
+            return
+        self._set_post_data_state()  # type: ignore[no-untyped-call]
+        # DATA ended without our hook's 250.
+        self.end_transaction(accepted=False)
+
+    async def _read_data(self) -> bytes | None:
+        """The data up to the line holding one dot (the CRLF before it kept), or None
+        when it went over the size limit (then read to its end and dropped)."""
+        reader = self._reader
+        limit = self.data_size_limit
+        # The 354 reply's line has just ended: the data starts at the start of a line.
+        buffer = bytearray(b"\r\n")
+        searched = dropped = 0
+        keep = len(message.DATA_END) - 1  # a partial end marker, when dropping the rest
+        while (end := buffer.find(message.DATA_END, searched)) < 0:
+            if limit and len(buffer) + dropped > limit + len(message.DATA_END) + 2:
+                # Over the limit: read on to the end marker, holding only its width.
+                dropped += len(buffer) - keep
+                del buffer[:-keep]
+            searched = max(len(buffer) - keep, 0)
+            try:
+                chunk = await reader.read(DATA_CHUNK)
+            except asyncio.CancelledError:
+                log.info("connection lost during DATA", extra={"event": "data_lost"})
+                self._writer.close()
+                raise
+            if not chunk:  # EOF before the end of the data: nothing is accepted
+                self._writer.close()
+                raise asyncio.CancelledError
+            buffer += chunk
+        # Commands a pipelining client sent after the dot are the command loop's.
+        rest = buffer[end + len(message.DATA_END) :]
+        if rest:
+            reader._buffer[:0] = rest  # type: ignore[attr-defined]
+        size = dropped + end  # the bytes before the end marker's CRLF, less our leading CRLF
+        if dropped or (limit and size > limit):
+            return None
+        return bytes(buffer[2 : end + 2])
 
 
 def base64_decode(text: str) -> bytes:

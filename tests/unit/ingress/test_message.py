@@ -105,3 +105,32 @@ def test_bare_line_ends_become_crlf(raw: bytes, normalised: bytes) -> None:
 def test_the_crlf_fast_path_agrees_with_the_full_normalisation(raw: bytes) -> None:
     expected = re.sub(rb"\r\n|\r|\n", b"\r\n", raw)
     assert message.normalise_line_ends(raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("stuffed", "plain"),
+    [
+        (b"", b""),
+        (b"no dots\r\n", b"no dots\r\n"),
+        (b"..\r\n", b".\r\n"),
+        (b".x\r\n..y\r\n...z\r\n", b"x\r\n.y\r\n..z\r\n"),
+        (b"a.\r\n.\r\n\r\n.b\r\n", b"a.\r\n\r\n\r\nb\r\n"),
+        (b"mid.dle\r\n", b"mid.dle\r\n"),
+        (b"bare\n.dot\r\n", b"bare\n.dot\r\n"),  # only a CRLF starts a line
+    ],
+)
+def test_unstuff_drops_the_first_dot_of_each_line(stuffed: bytes, plain: bytes) -> None:
+    assert message.unstuff(stuffed) == plain
+
+
+def test_unstuff_agrees_with_the_line_by_line_rule() -> None:
+    data = b".a\r\n..b\r\nc.\r\n.\r\n..\r\nd\r\n"
+    lines = data.split(b"\r\n")
+    by_line = b"\r\n".join(line[1:] if line.startswith(b".") else line for line in lines)
+    assert message.unstuff(data) == by_line
+
+
+def test_longest_line_counts_the_crlf() -> None:
+    assert message.longest_line(b"") == 0
+    assert message.longest_line(b"ab\r\n" + b"x" * 998 + b"\r\n") == 1000
+    assert message.longest_line(b"a\nb\nc\r\n") == 7  # bare LFs do not end SMTP lines
