@@ -424,7 +424,7 @@ async def _pipelined_replies(
     if data.code == 354:
         # RFC 2920 3.1: with no recipient accepted the server should have refused
         # DATA; if it did not, end the empty message with "." and ignore its reply.
-        protocol.write(_dot_stuffed(envelope.body) if accepted else b".\r\n")
+        protocol.write(dot_stuffed(envelope.body) if accepted else b".\r\n")
         data = await _next_reply(protocol, config.timeouts.data)
     if accepted:
         transcript.data_reply = SmtpReply(data.code, data.message)
@@ -456,8 +456,18 @@ def _command(*args: bytes) -> bytes:
     return b" ".join(args) + b"\r\n"
 
 
-def _dot_stuffed(body: bytes) -> bytes:
+def dot_stuffed(body: bytes) -> bytes:
     """The body as aiosmtplib's execute_data_command sends it: CRLF, dots doubled, "."."""
+    crlf = body.count(b"\r\n")
+    if body.count(b"\r") == crlf and body.count(b"\n") == crlf:
+        # CRLF throughout, as the ingress stores every message: two C-speed passes
+        # instead of two regex passes (1.3 ms of delivery CPU for a 50 KB message).
+        if not body.endswith(b"\r\n"):
+            body += b"\r\n"
+        stuffed = body.replace(b"\r\n.", b"\r\n..")
+        if stuffed.startswith(b"."):
+            stuffed = b"." + stuffed
+        return stuffed + b".\r\n"
     return PERIOD_REGEX.sub(b"..", normalize_message_line_endings(body)) + b".\r\n"
 
 

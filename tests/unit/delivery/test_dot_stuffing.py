@@ -1,0 +1,39 @@
+"""The body sent after DATA: the CRLF fast path sends what aiosmtplib's regexes send."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
+
+from services.delivery.smtp_client import dot_stuffed
+
+
+def aiosmtplib_way(body: bytes) -> bytes:
+    return PERIOD_REGEX.sub(b"..", normalize_message_line_endings(body)) + b".\r\n"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b".",
+        b"..\r\n",
+        b".leading\r\nmiddle\r\n.\r\n..two\r\nlast",
+        b"Subject: x\r\n\r\nno dots at all\r\n",
+        b"dots.in.the.middle\r\n",
+        b"bare\nline\rends\n.dot after a bare LF\r\n",
+        b"\r\n\r\n.\r\n",
+    ],
+)
+def test_same_bytes_as_aiosmtplib(body: bytes) -> None:
+    assert dot_stuffed(body) == aiosmtplib_way(body)
+
+
+def test_same_bytes_on_random_crlf_bodies() -> None:
+    pieces = [b".", b"..", b"a", b"\r\n", b" ", b"x.y", b"\r\n.", b"\n", b"\r"]
+    chooser = random.Random(7)
+    for _ in range(2000):
+        body = b"".join(chooser.choice(pieces) for _ in range(chooser.randrange(0, 12)))
+        assert dot_stuffed(body) == aiosmtplib_way(body), body
