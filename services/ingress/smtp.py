@@ -447,7 +447,9 @@ class IngressSMTP(SMTP):
                 self._writer.close()
                 raise asyncio.CancelledError
             buffer += chunk
-        # Commands a pipelining client sent after the dot are the command loop's.
+        # Commands a pipelining client sent after the dot are the command loop's: put
+        # them back in front of the reader's buffer (StreamReader has no public unread;
+        # aiosmtpd itself reaches into ``_buffer`` for STARTTLS).
         rest = buffer[end + len(message.DATA_END) :]
         if rest:
             reader._buffer[:0] = rest  # type: ignore[attr-defined]
