@@ -2,6 +2,7 @@
 # Make sure a RabbitMQ answers at STAFFETTA_AMQP_URL (default 127.0.0.1:5672).
 # Starts the local rabbitmq-server when one is installed and none answers.
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 url="${STAFFETTA_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/}"
 hostport="${url#*://}"; hostport="${hostport#*@}"; hostport="${hostport%%/*}"
 host="${hostport%:*}"; port="${hostport##*:}"
@@ -11,15 +12,12 @@ answers() { timeout 2 bash -c "exec 3<>/dev/tcp/$host/$port" 2>/dev/null; }
 
 if answers; then exit 0; fi
 if ! command -v rabbitmq-server >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "ensure-rabbitmq: installing rabbitmq-server from Debian's packages" >&2
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rabbitmq-server >/dev/null
-  else
+  apt_install ensure-rabbitmq rabbitmq-server || {
     echo "No RabbitMQ answers at $host:$port and rabbitmq-server is not installed." >&2
     echo "Install it (Debian/Ubuntu: apt-get install rabbitmq-server; macOS: brew install rabbitmq)" >&2
     echo "or point STAFFETTA_AMQP_URL at a running broker." >&2
     exit 1
-  fi
+  }
 fi
 case "$host" in
   127.*|localhost|::1) ;;
