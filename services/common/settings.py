@@ -11,10 +11,17 @@ import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from services.common.durations import format_duration, parse_duration
 
@@ -76,9 +83,6 @@ def _duration(value: Any) -> Any:
     return value
 
 
-CommaList = Annotated[list[str], NoDecode]
-
-
 # Settings written as durations (`30s`, `5m`, `1h30m`): parsed to seconds, shown the same way.
 DURATION_FIELDS = (
     "greet_pause",
@@ -97,12 +101,15 @@ DURATION_FIELDS = (
 )
 
 
-class Settings(BaseSettings):
-    """The effective configuration of one Staffetta process."""
+class Settings(BaseModel):
+    """The effective configuration of one Staffetta process.
 
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, extra="ignore", case_sensitive=False, frozen=True
-    )
+    A plain model: :func:`load_settings` picks the ``STAFFETTA_*`` values out of any
+    mapping and validates them, so tests and ``check-config`` can check any environment.
+    """
+
+    # validate_default: the defaults go through the same validators as given values.
+    model_config = ConfigDict(extra="ignore", frozen=True, validate_default=True)
 
     # Broker
     amqp_url: SecretStr = SecretStr("amqp://guest:guest@127.0.0.1:5672/")
@@ -124,15 +131,15 @@ class Settings(BaseSettings):
     # Ingress: wait this long before the banner; a client that talks first is
     # refused with 554 5.5.0 (postscreen-style pre-greeting check; 0 = no wait,
     # only bytes already buffered at the greeting count).
-    greet_pause: Annotated[float, NoDecode] = 0.0
+    greet_pause: float = 0.0
     # Ingress: close an SMTP session idle for this long (RFC 5321 4.5.3.2: >= 5m).
-    smtp_idle_timeout: Annotated[float, NoDecode] = 300.0
+    smtp_idle_timeout: float = 300.0
     # Ingress: failed AUTH per client address: each failure is answered after
     # AUTH_FAILURE_DELAY (doubling, at most 8x); AUTH_MAX_FAILURES failures within
     # AUTH_LOCKOUT lock the address out of AUTH (454 4.7.0) for AUTH_LOCKOUT.
     auth_max_failures: int = Field(default=5, ge=1)
-    auth_lockout: Annotated[float, NoDecode] = 900.0
-    auth_failure_delay: Annotated[float, NoDecode] = 1.0
+    auth_lockout: float = 900.0
+    auth_failure_delay: float = 1.0
     # Ingress: per-account sending limits for authenticated users (0 = unlimited):
     # messages per hour and per day (450 4.7.1), and per calendar month (550 5.7.1).
     account_max_per_hour: int = Field(default=0, ge=0)
@@ -151,14 +158,14 @@ class Settings(BaseSettings):
     # Ingress: expect a PROXY protocol v1/v2 header (from a load balancer) on every
     # connection and take the client address from it; only for PROXY_NETWORKS.
     proxy_protocol: bool = False
-    proxy_networks: CommaList = ["127.0.0.0/8", "::1/128"]
+    proxy_networks: list[str] = ["127.0.0.0/8", "::1/128"]
 
     # Policy
-    local_domains: CommaList = []
+    local_domains: list[str] = []
     local_recipients_file: Path | None = None
     aliases_file: Path | None = None
     maildir_root: Path = Path("./var/mail")
-    trusted_networks: CommaList = ["127.0.0.0/8", "::1/128"]
+    trusted_networks: list[str] = ["127.0.0.0/8", "::1/128"]
     users_file: Path | None = None
     # Ingress: lines `sender@domain: user[, user...]` or `@domain: user[, ...]`; when
     # set, an authenticated client may use only the envelope senders mapped to its
@@ -168,23 +175,23 @@ class Settings(BaseSettings):
     max_recipients: int = Field(default=1000, ge=1)
 
     # Outbound
-    dns_nameservers: CommaList = []
-    dns_timeout: Annotated[float, NoDecode] = 5.0
+    dns_nameservers: list[str] = []
+    dns_timeout: float = 5.0
     remote_smtp_port: int = Field(default=25, ge=1, le=65535)
     smarthost: str = ""
     smarthost_username: str = ""
     smarthost_password_file: Path | None = None
     smarthost_tls: Literal["starttls", "implicit", "none"] = "starttls"
-    connect_timeout: Annotated[float, NoDecode] = 30.0
-    command_timeout: Annotated[float, NoDecode] = 300.0
-    data_timeout: Annotated[float, NoDecode] = 600.0
+    connect_timeout: float = 30.0
+    command_timeout: float = 300.0
+    data_timeout: float = 600.0
     # Delivery: per-phase SMTP client timeouts (Postfix smtp_helo_timeout and
     # smtp_starttls_timeout); COMMAND_TIMEOUT covers MAIL, RCPT, RSET and QUIT.
-    greeting_timeout: Annotated[float, NoDecode] = 300.0
-    starttls_timeout: Annotated[float, NoDecode] = 300.0
+    greeting_timeout: float = 300.0
+    starttls_timeout: float = 300.0
     # Delivery: keep a finished SMTP session open this long for the next message
     # to the same host (RSET between messages); 0 closes after every message.
-    connection_cache_time: Annotated[float, NoDecode] = 2.0
+    connection_cache_time: float = 2.0
     # Delivery, per process and destination (domain or smarthost): at most this
     # many simultaneous deliveries (0 = no cap) and this rate ("N/s", "N/m",
     # "N/h"; empty = no limit). Jobs over either limit wait in PREFIX.throttle.
@@ -192,7 +199,7 @@ class Settings(BaseSettings):
     destination_rate_limit: str = Field(default="", pattern=r"^(\s*|\d+(\.\d+)?/[smh])$")
 
     # Queue lifetime
-    retry_schedule: Annotated[list[float], NoDecode] = [
+    retry_schedule: list[float] = [
         300.0,
         600.0,
         1200.0,
@@ -201,8 +208,8 @@ class Settings(BaseSettings):
         9600.0,
         14400.0,
     ]
-    max_queue_lifetime: Annotated[float, NoDecode] = 5 * 86400.0
-    delay_warning_after: Annotated[float, NoDecode] = 4 * 3600.0
+    max_queue_lifetime: float = 5 * 86400.0
+    delay_warning_after: float = 4 * 3600.0
 
     # Delivery: the HTTP admin API (/admin/*, queue control) answers only requests
     # with `Authorization: Bearer <token>`, the token read from this file (trailing
@@ -210,14 +217,6 @@ class Settings(BaseSettings):
     admin_token_file: Path | None = None
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-
-    @classmethod
-    def settings_customise_sources(
-        cls, settings_cls: Any, init_settings: Any, *_: Any, **__: Any
-    ) -> Any:
-        # load_settings() hands every value over explicitly, so that tests and
-        # `check-config` can validate any mapping, not only os.environ.
-        return (init_settings,)
 
     @field_validator("local_domains", mode="before")
     @classmethod
