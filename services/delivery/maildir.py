@@ -59,9 +59,12 @@ class Maildir:
 
     def deliver(self, address: str, body: bytes) -> Path:
         """Store ``body`` for ``address``; returns the file in ``new/``. Blocking I/O."""
+        return self.store(address, to_lf(body))
+
+    def store(self, address: str, lf_body: bytes) -> Path:
+        """:meth:`deliver` for a body already passed through :func:`to_lf`, so a
+        message to several local recipients is converted once, not once each."""
         mailbox = mailbox_path(self.root, address)
-        for sub in ("tmp", "new", "cur"):
-            (mailbox / sub).mkdir(parents=True, exist_ok=True)
         name = unique_name(
             self.hostname,
             now=time.time(),
@@ -71,18 +74,37 @@ class Maildir:
         )
         temporary = mailbox / "tmp" / name
         final = mailbox / "new" / name
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            fd = _create(temporary)
+        except FileNotFoundError:
+            # The folders are made on demand, when a write finds them missing,
+            # rather than checked with three mkdir calls for every message.
+            _make_folders(mailbox)
+            fd = _create(temporary)
         try:
             with os.fdopen(fd, "wb") as handle:
-                handle.write(to_lf(body))
+                handle.write(lf_body)
                 handle.flush()
                 os.fsync(handle.fileno())
-            os.rename(temporary, final)
+            try:
+                os.rename(temporary, final)
+            except FileNotFoundError:  # tmp/ was there but new/ was not
+                _make_folders(mailbox)
+                os.rename(temporary, final)
         except BaseException:
             temporary.unlink(missing_ok=True)
             raise
         _fsync_dir(mailbox / "new")
         return final
+
+
+def _create(path: Path) -> int:
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+
+
+def _make_folders(mailbox: Path) -> None:
+    for sub in ("tmp", "new", "cur"):
+        (mailbox / sub).mkdir(parents=True, exist_ok=True)
 
 
 def _fsync_dir(path: Path) -> None:

@@ -21,7 +21,7 @@ from services.common.amqp import Broker, BrokerUnavailable, Output
 from services.common.consumer import decode_or_park
 from services.common.envelope import DeliveryJob, RecipientResult
 from services.delivery.deferred import DeferredTracker
-from services.delivery.maildir import Maildir, UnsafeMailbox
+from services.delivery.maildir import Maildir, UnsafeMailbox, to_lf
 from services.delivery.metrics import DeliveryMetrics
 from services.delivery.outcome import (
     MAIL_LOOP,
@@ -168,9 +168,10 @@ class DeliveryWorker:
 
     async def _deliver_local(self, job: DeliveryJob, body: bytes) -> list[RecipientResult]:
         results = []
+        lf_body = to_lf(body)
         for recipient in job.recipients:
             try:
-                path = await asyncio.to_thread(self._maildir.deliver, recipient, body)
+                path = await asyncio.to_thread(self._maildir.store, recipient, lf_body)
             except UnsafeMailbox as exc:
                 log.info(
                     "unsafe local mailbox",

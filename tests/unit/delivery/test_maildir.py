@@ -37,3 +37,12 @@ def test_deliver_writes_one_file_in_new(tmp_path: Path) -> None:
     assert sorted(p.name for p in box.iterdir()) == ["cur", "new", "tmp"]
     assert list((box / "tmp").iterdir()) == []
     assert re.fullmatch(r"\d+\.M\d+P\d+Q\d+R[0-9a-f]{8}\.relay\.test", first.name)
+
+
+def test_missing_folders_are_made_when_a_write_needs_them(tmp_path: Path) -> None:
+    box = tmp_path / "d.test" / "user"
+    (box / "tmp").mkdir(parents=True)  # new/ and cur/ gone, e.g. removed by hand
+    path = Maildir(tmp_path, "relay.test").store("user@d.test", b"line\n")
+    assert path.parent == box / "new"
+    assert path.read_bytes() == b"line\n"
+    assert sorted(p.name for p in box.iterdir()) == ["cur", "new", "tmp"]
