@@ -48,15 +48,16 @@ class DsnContext:
     max_queue_lifetime: float  # seconds; a delayed recipient is retried until accepted_at + this
 
 
-def drop_reason(job: BounceJob) -> str | None:
+def drop_reason(job: BounceJob, reported: list[RecipientResult]) -> str | None:
     """Why no DSN may be sent for ``job``, or ``None`` when one should be.
 
-    A message with the null sender (a DSN itself) is never bounced: that is
-    what stops two mail systems from bouncing bounces at each other forever.
+    ``reported`` are the job's :func:`reported_results`. A message with the null
+    sender (a DSN itself) is never bounced: that is what stops two mail systems
+    from bouncing bounces at each other forever.
     """
     if job.sender.strip() in ("", "<>"):
         return "null_sender"
-    if not reported_results(job):
+    if not reported:
         return "no_recipients"
     return None
 

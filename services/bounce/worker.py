@@ -50,7 +50,8 @@ class BounceWorker:
             self._metrics.messages.labels(result="rejected").inc()
             return
 
-        reason = drop_reason(job)
+        reported = reported_results(job)
+        reason = drop_reason(job, reported)
         if reason is not None:
             self._drop(job, reason)
             await message.ack()
@@ -82,7 +83,6 @@ class BounceWorker:
             return
 
         await message.ack()
-        reported = reported_results(job)
         self._metrics.bounces.labels(kind=job.kind).inc()
         self._metrics.recipients.labels(kind=job.kind).inc(len(reported))
         self._metrics.messages.labels(result="sent").inc()

@@ -19,6 +19,7 @@ from services.bounce.dsn import (
     format_date,
     mta_name,
     original_headers,
+    reported_results,
 )
 from services.common.envelope import BounceJob, RecipientResult
 
@@ -280,14 +281,19 @@ def test_invalid_status_falls_back_to_a_generic_code() -> None:
 
 @pytest.mark.parametrize("sender", ["", "<>", " "])
 def test_null_sender_is_never_bounced(sender: str) -> None:
-    assert drop_reason(failure_job(rejected(), sender=sender)) == "null_sender"
+    assert why_dropped(failure_job(rejected(), sender=sender)) == "null_sender"
 
 
 def test_job_without_reportable_recipients_is_dropped() -> None:
     delivered = RecipientResult(recipient="bob@remote.test", action="delivered", status="2.0.0")
-    assert drop_reason(failure_job()) == "no_recipients"
-    assert drop_reason(failure_job(delivered)) == "no_recipients"
-    assert drop_reason(failure_job(rejected())) is None
+    assert why_dropped(failure_job()) == "no_recipients"
+    assert why_dropped(failure_job(delivered)) == "no_recipients"
+    assert why_dropped(failure_job(rejected())) is None
+
+
+def why_dropped(job: BounceJob) -> str | None:
+    """``drop_reason`` as the worker asks it: with the job's reported recipients."""
+    return drop_reason(job, reported_results(job))
 
 
 def test_fold() -> None:
