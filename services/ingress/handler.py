@@ -17,7 +17,7 @@ from services.common.addressing import normalize_address
 from services.common.amqp import Broker, BrokerUnavailable
 from services.common.envelope import AcceptedMessage, new_queue_id
 from services.common.reloading import ReloadingDirectory, ReloadingTable
-from services.ingress import message, policy, quota, replies, senders
+from services.ingress import message, policy, replies, senders
 from services.ingress.auth import AuthGuard, GuardSettings, UserDirectory
 from services.ingress.metrics import IngressMetrics
 from services.ingress.quota import LimitsTable, SendingLimits
@@ -128,16 +128,12 @@ class IngressHandler:
     ) -> str:
         if not _is_clean(address):
             return self._reject("rcpt", replies.BAD_ADDRESS)
-        limits = self.context.limits  # a sending limits line may allow fewer recipients
-        limits = policy.Limits(
-            limits.max_message_size, quota.max_recipients(limits.max_recipients, server.counted)
-        )
         reply = policy.check_recipient(
             server.client(),
             address,
             self.context.directory.current(),
             len(envelope.rcpt_tos),
-            limits,
+            server.max_recipients,
         )
         if reply.ok and not self._already_a_recipient(address, envelope.rcpt_tos):
             # Like Postfix's cleanup: one copy per recipient.

@@ -91,10 +91,10 @@ def check_recipient(
     address: str,
     directory: RecipientDirectory,
     accepted_so_far: int,
-    limits: Limits,
+    max_recipients: int,
 ) -> Reply:
     """The reply to ``RCPT TO:<address>``."""
-    if accepted_so_far >= limits.max_recipients:
+    if accepted_so_far >= max_recipients:
         return replies.TOO_MANY_RECIPIENTS
     local, domain = split_address(address)
     if not domain or not local or _too_long(address):

@@ -83,6 +83,8 @@ class IngressSMTP(SMTP):
         self.implicit_tls = port == "submissions"
         self.in_transaction = False
         self.counted: tuple[quota.Counted, ...] = ()  # the sending limits of this transaction
+        # Recipients allowed in this transaction: a sending limits line may allow fewer.
+        self.max_recipients = context.limits.max_recipients
         self._client_ip = ""
         self._counted_address: str | None = None
         self._greeted = False
@@ -326,6 +328,7 @@ class IngressSMTP(SMTP):
         context = self.context
         table = context.limits_table.current() if context.limits_table is not None else None
         self.counted = quota.applicable(table, context.sending_limits, user, self.client_address)
+        self.max_recipients = quota.max_recipients(context.limits.max_recipients, self.counted)
         now = time.time()
         for item in self.counted:
             if item.limits.enabled:

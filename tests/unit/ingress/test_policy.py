@@ -24,7 +24,7 @@ AUTHENTICATED = Client("192.0.2.7", port="submission", user="alice")
 def rcpt(
     client: Client, address: str, directory: RecipientDirectory = OPEN, so_far: int = 0
 ) -> replies.Reply:
-    return policy.check_recipient(client, address, directory, so_far, LIMITS)
+    return policy.check_recipient(client, address, directory, so_far, LIMITS.max_recipients)
 
 
 def test_local_domain_accepted_from_anyone() -> None:
