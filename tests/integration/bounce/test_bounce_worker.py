@@ -21,6 +21,7 @@ from services.common.envelope import (
 )
 from tests.integration.bounce.conftest import service_settings
 from tests.support.amqp import collect, message_count, wait_for
+from tests.support.services import running, sample
 
 ORIGINAL = (
     b"From: Alice <alice@example.org>\r\n"
@@ -33,16 +34,8 @@ ORIGINAL = (
 ACCEPTED_AT = 1_790_000_000.0
 
 
-def sample(service: BounceService, name: str, **labels: str) -> float:
-    value = service.registry.get_sample_value(name, labels)
-    return 0.0 if value is None else value
-
-
 async def started(prefix: str) -> BounceService:
-    service = build(service_settings(prefix))
-    await service.start()
-    await wait_for(service.is_ready, 15, "bounce service ready")
-    return service
+    return await running(build(service_settings(prefix)), "bounce service ready")
 
 
 def job(kind: BounceKind = "failure", sender: str = "alice@example.org") -> BounceJob:

@@ -24,6 +24,7 @@ from services.router.service import RouterService, build
 from services.router.worker import RouterWorker
 from tests.integration.router.conftest import router_settings
 from tests.support.amqp import AMQP_URL, collect, message_count, wait_for
+from tests.support.services import running, sample
 
 BODY = b"From: alice@example.org\r\nSubject: hello\r\n\r\nHello there.\r\n"
 
@@ -39,16 +40,8 @@ def accepted(queue_id: str, *recipients: str) -> AcceptedMessage:
     )
 
 
-def sample(service: RouterService, name: str, **labels: str) -> float:
-    value = service.registry.get_sample_value(name, labels)
-    return 0.0 if value is None else value
-
-
 async def started(prefix: str, aliases: Path | None = None) -> RouterService:
-    service = build(router_settings(prefix, aliases))
-    await service.start()
-    await wait_for(service.is_ready, 15, "router ready")
-    return service
+    return await running(build(router_settings(prefix, aliases)), "router ready")
 
 
 async def test_router_publishes_one_job_per_destination(
