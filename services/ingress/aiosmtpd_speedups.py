@@ -61,12 +61,14 @@ def auth_members(obj: object) -> list[tuple[str, Any]]:
     return [(name, getattr(obj, name)) for name in cached_dir(obj) if name.startswith("auth_")]
 
 
-_signatures: dict[Callable[..., Any], inspect.Signature] = {}
+_signatures: dict[tuple[Callable[..., Any], type], inspect.Signature] = {}
 
 
 def cached_signature(callable_: Callable[..., Any]) -> inspect.Signature:
     """``inspect.signature``, cached per underlying function (the same for every instance)."""
-    key = getattr(callable_, "__func__", callable_)
+    # The callable's type is part of the key: a bound method's signature has no
+    # ``self``, while its plain function (a class used as the handler) has one.
+    key = (getattr(callable_, "__func__", callable_), type(callable_))
     signature = _signatures.get(key)
     if signature is None:
         signature = _signatures[key] = inspect.signature(callable_)

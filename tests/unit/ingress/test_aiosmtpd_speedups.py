@@ -132,3 +132,10 @@ def test_cached_signature_is_the_bound_signature() -> None:
         first.handle_EHLO
     )
     assert len(aiosmtpd_speedups.cached_signature(second.handle_EHLO).parameters) == 5
+
+
+def test_cached_signature_tells_a_bound_method_from_its_function() -> None:
+    assert len(aiosmtpd_speedups.cached_signature(Hooks().handle_RCPT).parameters) == 5
+    assert aiosmtpd_speedups.cached_signature(Hooks.handle_RCPT) == inspect.signature(
+        Hooks.handle_RCPT
+    )
