@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from services.common.metrics import export_at_zero
 from services.ingress.replies import Reply
 
 OTHER_ACCOUNTS = "_other"
@@ -68,10 +69,8 @@ class IngressMetrics:
             ["reason"],
             registry=registry,
         )
-        for result in ("accepted", "rejected"):
-            self.messages.labels(result=result)
-        for port in ("smtp", "submission", "submissions"):
-            self.sessions.labels(port=port)
+        export_at_zero(self.messages, "result", ("accepted", "rejected"))
+        export_at_zero(self.sessions, "port", ("smtp", "submission", "submissions"))
 
     def rejected(self, stage: str, reply: Reply) -> None:
         """Count ``reply`` under ``stage`` when it is a refusal."""
