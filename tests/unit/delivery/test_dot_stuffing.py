@@ -7,7 +7,7 @@ import random
 import pytest
 from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
 
-from services.delivery.smtp_client import dot_stuffed
+from services.delivery.pipelining import dot_stuffed
 
 
 def aiosmtplib_way(body: bytes) -> bytes:

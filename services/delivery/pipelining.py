@@ -1,0 +1,71 @@
+"""The bytes of a pipelined transaction (RFC 2920), where aiosmtplib's one-command
+API cannot be used: the command lines, the dot-stuffed body, the replies in order.
+
+Each piece sends or reads what aiosmtplib itself would, only several at a time;
+the sequencing and what the replies mean stay in :mod:`smtp_client`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aiosmtplib.email import quote_address
+from aiosmtplib.protocol import (
+    COMMAND_INJECTION_REGEX,
+    PERIOD_REGEX,
+    SMTPProtocol,
+    normalize_message_line_endings,
+)
+from aiosmtplib.response import SMTPResponse
+
+
+def envelope_commands(
+    sender: str,
+    recipients: Sequence[str],
+    *,
+    encoding: str,
+    options: Sequence[str],
+    reset: bool,
+) -> bytes:
+    """[RSET,] MAIL, every RCPT and DATA: the lines aiosmtplib's rset(), mail(), rcpt()
+    and data() would send one by one."""
+    mail_from = quote_address(sender).encode(encoding)
+    commands = [
+        *([_command(b"RSET")] if reset else []),
+        _command(b"MAIL", b"FROM:" + mail_from, *(option.encode("ascii") for option in options)),
+        *(_command(b"RCPT", b"TO:" + quote_address(r).encode(encoding)) for r in recipients),
+        _command(b"DATA"),
+    ]
+    return b"".join(commands)
+
+
+async def next_reply(protocol: SMTPProtocol, limit: float) -> SMTPResponse:
+    """The next reply in order. aiosmtplib parses one reply per arrival of data and
+    keeps the rest in its buffer: replies that arrived together are taken from there."""
+    buffered = protocol._read_response_from_buffer()
+    if buffered is not None:
+        return buffered
+    return await protocol.read_response(timeout=limit)
+
+
+def _command(*args: bytes) -> bytes:
+    """One command line, checked as aiosmtplib's execute_command checks it."""
+    for arg in args:
+        if COMMAND_INJECTION_REGEX.search(arg):
+            raise ValueError("Command arg contains a prohibited control character")
+    return b" ".join(args) + b"\r\n"
+
+
+def dot_stuffed(body: bytes) -> bytes:
+    """The body as aiosmtplib's execute_data_command sends it: CRLF, dots doubled, "."."""
+    crlf = body.count(b"\r\n")
+    if body.count(b"\r") == crlf and body.count(b"\n") == crlf:
+        # CRLF throughout, as the ingress stores every message: two C-speed passes
+        # instead of two regex passes (1.3 ms of delivery CPU for a 50 KB message).
+        if not body.endswith(b"\r\n"):
+            body += b"\r\n"
+        stuffed = body.replace(b"\r\n.", b"\r\n..")
+        if stuffed.startswith(b"."):
+            stuffed = b"." + stuffed
+        return stuffed + b".\r\n"
+    return PERIOD_REGEX.sub(b"..", normalize_message_line_endings(body)) + b".\r\n"
