@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import socket
 import subprocess
@@ -12,7 +11,14 @@ import uuid
 from pathlib import Path
 
 from tests.e2e.mail import build, send
-from tests.support.stack import AMQP_URL, ServiceProcess, delete_queues, free_port, wait_until
+from tests.support.amqp import AMQP_URL
+from tests.support.stack import (
+    ServiceProcess,
+    delete_queues,
+    environ_without_settings,
+    free_port,
+    wait_until,
+)
 
 
 def _free_port_run(count: int) -> int:
@@ -37,7 +43,7 @@ def _free_port_run(count: int) -> int:
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STAFFETTA_")}
+    env = environ_without_settings()
     env.update(extra)
     return env
 

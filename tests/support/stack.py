@@ -23,9 +23,10 @@ from pathlib import Path
 
 from services.common.settings import load_settings
 from services.delivery.throttle import DeliveryTopology
-from tests.support.amqp import delete_queues_at
 
-AMQP_URL = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+# Re-exported: the benchmark imports the broker's address from here with the stack.
+from tests.support.amqp import AMQP_URL as AMQP_URL
+from tests.support.amqp import delete_queues_at
 
 
 def _ephemeral_floor() -> int:
@@ -58,6 +59,11 @@ def free_port(host: str = "127.0.0.1") -> int:
                 continue
             return port
     raise OSError(f"no free port on {host} in {LOWEST_PORT}-{_EPHEMERAL_FLOOR - 1}")
+
+
+def environ_without_settings() -> dict[str, str]:
+    """This process's environment minus every ``STAFFETTA_*`` variable, for a child service."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("STAFFETTA_")}
 
 
 def wait_until(
@@ -140,7 +146,7 @@ class Stack:
         return self.workdir / "mail"
 
     def base_env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("STAFFETTA_")}
+        env = environ_without_settings()
         env.update(
             {
                 "STAFFETTA_AMQP_URL": AMQP_URL,

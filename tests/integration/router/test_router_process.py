@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
 import time
@@ -18,7 +17,7 @@ from services.common.amqp import Broker
 from services.common.envelope import AcceptedMessage, DeliveryJob, decode
 from tests.support.amqp import AMQP_URL, collect
 from tests.support.processes import kill_if_running
-from tests.support.stack import free_port
+from tests.support.stack import environ_without_settings, free_port
 
 
 def http_get(port: int, path: str) -> tuple[int, str]:
@@ -58,7 +57,7 @@ async def test_service_process_serves_http_and_exits_0_on_sigterm(
     tmp_path: Path,
 ) -> None:
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STAFFETTA_")}
+    env = environ_without_settings()
     env.update(
         {
             "STAFFETTA_AMQP_URL": AMQP_URL,
