@@ -20,7 +20,7 @@ import time
 from typing import Any
 
 from aiosmtpd.proxy_protocol import get_proxy
-from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Session, syntax
+from aiosmtpd.smtp import SMTP, AuthResult, Session, syntax
 
 from services.ingress import aiosmtpd_speedups, message, quota, replies
 from services.ingress.handler import IngressContext, IngressHandler
@@ -411,18 +411,15 @@ class IngressSMTP(SMTP):
         await self.push("354 End data with <CR><LF>.<CR><LF>")
         data = await self._read_data()
         if data is None:
-            await self.push("552 Error: Too much mail data")
+            status = "552 Error: Too much mail data"
         elif message.longest_line(data) > self.line_length_limit:
-            await self.push("500 Line too long (see RFC5321 4.5.3.1.6)")
+            status = "500 Line too long (see RFC5321 4.5.3.1.6)"
         else:
-            content = message.unstuff(data)
-            self.envelope.content = self.envelope.original_content = content
-            status = await self._call_handler_hook("DATA")
-            self._set_post_data_state()  # type: ignore[no-untyped-call]
-            await self.push("250 OK" if status is MISSING else status)
-            return
+            self.envelope.content = self.envelope.original_content = message.unstuff(data)
+            status = await self._call_handler_hook("DATA")  # IngressHandler always has it
         self._set_post_data_state()  # type: ignore[no-untyped-call]
-        # DATA ended without our hook's 250.
+        await self.push(status)
+        # Refused before the hook: the transaction ends here (after the hook, a no-op).
         self.end_transaction(accepted=False)
 
     async def _read_data(self) -> bytes | None:
