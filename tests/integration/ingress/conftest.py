@@ -20,6 +20,7 @@ from services.common.settings import load_settings
 from services.common.topology import Topology
 from services.ingress.service import IngressService
 from tests.support.amqp import AMQP_URL, delete_queues_at, wait_for
+from tests.support.services import sample
 
 
 @dataclass
@@ -75,8 +76,7 @@ class Running:
         return self.service.bound["submissions"].port
 
     def metric(self, name: str, **labels: str) -> float:
-        value = self.service.registry.get_sample_value(name, labels)
-        return 0.0 if value is None else value
+        return sample(self.service, name, **labels)
 
 
 StartIngress = Callable[..., Awaitable[Running]]
