@@ -26,6 +26,7 @@ class MemoryUsageStore:
 
     def __init__(self) -> None:
         self._counts: dict[tuple[str, str, str], int] = {}
+        self._live: set[tuple[str, str]] = set()  # the (window, period) pairs counted in
 
     async def usage(self, user: str, now: float) -> Usage:
         hour, day, month = windows(now)
@@ -39,9 +40,12 @@ class MemoryUsageStore:
     async def record(self, user: str, now: float) -> None:
         current = windows(now)
         live = {(w.name, w.period) for w in current}
-        # Forget periods that are over, so memory stays bounded.
-        for key in [k for k in self._counts if (k[1], k[2]) not in live]:
-            del self._counts[key]
+        if live != self._live:
+            # A period is over: forget its counts, so memory stays bounded. Only then:
+            # a sweep over every counter on each message would grow with the clients.
+            for key in [k for k in self._counts if (k[1], k[2]) not in live]:
+                del self._counts[key]
+            self._live = live
         for window in current:
             key = (user, window.name, window.period)
             self._counts[key] = self._counts.get(key, 0) + 1

@@ -49,6 +49,17 @@ async def test_memory_store_counts_per_window() -> None:
     assert await store.usage("alice", next_month) == Usage(0, 0, 0)
 
 
+async def test_memory_store_forgets_periods_that_are_over() -> None:
+    store = MemoryUsageStore()
+    await store.record("alice", NOW)
+    await store.record("bob", NOW + 3600)
+    await store.record("bob", NOW + 3601)
+    hour = quota.windows(NOW)[0].period
+    assert not [key for key in store._counts if key[2] == hour]
+    assert await store.usage("bob", NOW + 3601) == Usage(2, 2, 2)
+    assert await store.usage("alice", NOW + 3601) == Usage(0, 1, 1)
+
+
 TABLE = quota.parse_limits(
     [
         "# who   limits",
