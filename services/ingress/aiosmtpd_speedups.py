@@ -7,11 +7,12 @@ and ``inspect.signature`` on every connection, although the answers depend only
 on the classes. And its ``_getaddr`` declares a ``typing.Protocol`` class on
 every MAIL and RCPT (another 3 %), then runs the ``email`` header parser.
 
-:func:`install` gives ``aiosmtpd.smtp`` a cached ``dir`` and a stand-in for the
-two ``inspect`` functions it uses, answering the same as the originals for the
-same classes. :func:`parse_path` is the address parser for MAIL and RCPT: a
-fast path for the everyday ``<local@domain>`` and the ``email`` parser for all
-the rest, with the same results (tests compare the two).
+:func:`install` gives ``aiosmtpd.smtp`` a cached ``dir`` of the hook names
+only and a stand-in for the two ``inspect`` functions it uses, answering the
+same as the originals for the same classes. :func:`parse_path` is the address
+parser for MAIL and RCPT: a fast path for the everyday ``<local@domain>`` and
+the ``email`` parser for all the rest, with the same results (tests compare the
+two).
 """
 
 from __future__ import annotations
@@ -26,30 +27,47 @@ from typing import Any
 
 import aiosmtpd.smtp
 
-_names_of_class: dict[type, tuple[tuple[str, ...], frozenset[str]]] = {}
+# The only prefixes aiosmtpd's ``__init__`` looks for in ``dir()``: its command
+# methods, handler hooks and AUTH mechanisms. The protocol object has some two
+# hundred attributes; filtering them on every connection was most of the cost.
+HOOK_PREFIXES = ("smtp_", "handle_", "auth_")
+
+_hooks_of_class: dict[type, tuple[tuple[str, ...], frozenset[str]]] = {}
+# Per class, instance attribute names already seen not to be hooks: an instance's
+# own names are the same on every connection, so a set difference skips them.
+_plain_attributes: dict[type, set[str]] = {}
 
 
-def _class_names(cls: type) -> tuple[tuple[str, ...], frozenset[str]]:
-    names = _names_of_class.get(cls)
+def _class_hooks(cls: type) -> tuple[tuple[str, ...], frozenset[str]]:
+    names = _hooks_of_class.get(cls)
     if names is None:
-        listed = tuple(dir(cls))
-        names = _names_of_class[cls] = (listed, frozenset(listed))
+        listed = tuple(name for name in dir(cls) if name.startswith(HOOK_PREFIXES))
+        names = _hooks_of_class[cls] = (listed, frozenset(listed))
     return names
 
 
-def cached_dir(obj: object) -> list[str]:
-    """The names ``dir(obj)`` gives (the class's, cached per class, then the instance's own).
+def hook_dir(obj: object) -> list[str]:
+    """The names of ``dir(obj)`` that start with one of :data:`HOOK_PREFIXES`.
 
-    Not sorted as ``dir`` sorts them: aiosmtpd only filters them by prefix, and
-    sorting a few hundred names on every connection is what this module avoids.
+    The class's, cached per class, then the instance's own. Not sorted as ``dir``
+    sorts them, and without the other names: aiosmtpd only filters them by these
+    prefixes (a test checks every ``dir`` call there does).
     """
     if isinstance(obj, type):
-        return dir(obj)  # a class lists its bases' names, not its metaclass's
-    listed, known = _class_names(type(obj))
+        return [name for name in dir(obj) if name.startswith(HOOK_PREFIXES)]
+    cls = type(obj)
+    listed, known = _class_hooks(cls)
     own = getattr(obj, "__dict__", None)
     if not own:
         return list(listed)
-    return [*listed, *(name for name in own if name not in known)]
+    plain = _plain_attributes.setdefault(cls, set())
+    extra = []
+    for name in own.keys() - plain:
+        if not name.startswith(HOOK_PREFIXES):
+            plain.add(name)
+        elif name not in known:
+            extra.append(name)
+    return [*listed, *extra] if extra else list(listed)
 
 
 def auth_members(obj: object) -> list[tuple[str, Any]]:
@@ -58,7 +76,7 @@ def auth_members(obj: object) -> list[tuple[str, Any]]:
     The full version reads every attribute of the object, properties included, and
     the SMTP protocol object has many.
     """
-    return [(name, getattr(obj, name)) for name in cached_dir(obj) if name.startswith("auth_")]
+    return [(name, getattr(obj, name)) for name in hook_dir(obj) if name.startswith("auth_")]
 
 
 _signatures: dict[tuple[Callable[..., Any], type], inspect.Signature] = {}
@@ -78,7 +96,7 @@ def cached_signature(callable_: Callable[..., Any]) -> inspect.Signature:
 def install() -> None:
     """Point ``aiosmtpd.smtp``'s introspection at the cached versions (idempotent)."""
     module: Any = aiosmtpd.smtp
-    module.dir = cached_dir
+    module.dir = hook_dir
     module.inspect = SimpleNamespace(getmembers=auth_members, signature=cached_signature)
 
 

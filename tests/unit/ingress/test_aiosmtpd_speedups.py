@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import builtins
 import inspect
+from pathlib import Path
 from typing import Any
 
 import aiosmtpd.smtp
@@ -115,15 +117,56 @@ async def test_cached_introspection_finds_what_aiosmtpd_finds(
     assert with_speedups["ehlo"] == "new"
 
 
-def test_cached_dir_includes_the_instance_attributes() -> None:
+def _hook_names(names: list[str]) -> list[str]:
+    return sorted(name for name in names if name.startswith(aiosmtpd_speedups.HOOK_PREFIXES))
+
+
+def test_hook_dir_gives_the_hook_names_of_dir_instance_attributes_included() -> None:
     class Thing:
+        def smtp_NOOP(self) -> None: ...
+
         def method(self) -> None: ...
 
     thing = Thing()
     thing.smtp_LATE = "set on the instance"  # type: ignore[attr-defined]
-    assert sorted(aiosmtpd_speedups.cached_dir(thing)) == dir(thing)
-    assert sorted(aiosmtpd_speedups.cached_dir(Thing())) == dir(Thing())
-    assert aiosmtpd_speedups.cached_dir(IngressSMTP) == dir(IngressSMTP)
+    thing.other = "not a hook"  # type: ignore[attr-defined]
+    assert sorted(aiosmtpd_speedups.hook_dir(thing)) == _hook_names(dir(thing))
+    assert "smtp_LATE" in aiosmtpd_speedups.hook_dir(thing)
+    assert sorted(aiosmtpd_speedups.hook_dir(Thing())) == _hook_names(dir(Thing()))
+    assert aiosmtpd_speedups.hook_dir(IngressSMTP) == _hook_names(dir(IngressSMTP))
+
+
+def _prefix_filters(node: ast.comprehension) -> set[str]:
+    return {
+        test.args[0].value
+        for test in node.ifs
+        if isinstance(test, ast.Call)
+        and isinstance(test.func, ast.Attribute)
+        and test.func.attr == "startswith"
+        and isinstance(test.args[0], ast.Constant)
+    }
+
+
+def test_aiosmtpd_filters_every_dir_by_a_hook_prefix() -> None:
+    """hook_dir leaves out every other name: safe only while aiosmtpd filters so."""
+    tree = ast.parse(Path(aiosmtpd.smtp.__file__).read_text())
+    dir_calls = [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "dir"
+    ]
+    filtered = [
+        comprehension
+        for comprehension in ast.walk(tree)
+        if isinstance(comprehension, ast.comprehension)
+        and isinstance(comprehension.iter, ast.Call)
+        and isinstance(comprehension.iter.func, ast.Name)
+        and comprehension.iter.func.id == "dir"
+        and _prefix_filters(comprehension) <= set(aiosmtpd_speedups.HOOK_PREFIXES)
+        and _prefix_filters(comprehension)
+    ]
+    assert dir_calls, "aiosmtpd no longer calls dir(): the speedup can go"
+    assert len(filtered) == len(dir_calls)
 
 
 def test_cached_signature_is_the_bound_signature() -> None:
