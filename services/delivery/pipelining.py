@@ -7,6 +7,7 @@ the sequencing and what the replies mean stay in :mod:`smtp_client`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from aiosmtplib.email import quote_address
@@ -29,14 +30,31 @@ def envelope_commands(
 ) -> bytes:
     """[RSET,] MAIL, every RCPT and DATA: the lines aiosmtplib's rset(), mail(), rcpt()
     and data() would send one by one."""
-    mail_from = quote_address(sender).encode(encoding)
+    mail_from = _quoted(sender, encoding)
     commands = [
         *([_command(b"RSET")] if reset else []),
         _command(b"MAIL", b"FROM:" + mail_from, *(option.encode("ascii") for option in options)),
-        *(_command(b"RCPT", b"TO:" + quote_address(r).encode(encoding)) for r in recipients),
+        *(_command(b"RCPT", b"TO:" + _quoted(r, encoding)) for r in recipients),
         _command(b"DATA"),
     ]
     return b"".join(commands)
+
+
+# local@domain as nearly every envelope has it: ASCII dot-atoms (RFC 5321 4.1.2), no
+# quoting, comment or literal. email.utils.parseaddr gives such an address back
+# unchanged, so quote_address only wraps it in <>; anything else goes through it.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_PLAIN_ADDRESS = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
+
+
+def _quoted(address: str, encoding: str) -> bytes:
+    """``quote_address(address).encode(encoding)``, without parseaddr for a plain address
+    (two parseaddr calls were 9 % of delivery's CPU per message)."""
+    if _PLAIN_ADDRESS.fullmatch(address) is not None:
+        return b"<" + address.encode("ascii") + b">"
+    if not address:
+        return b"<>"  # the null sender
+    return quote_address(address).encode(encoding)
 
 
 async def next_reply(protocol: SMTPProtocol, limit: float) -> SMTPResponse:
