@@ -68,7 +68,7 @@ def _is_clean(address: str) -> bool:
         address.encode("utf-8")
     except UnicodeEncodeError:
         return False
-    return not any(ord(char) < 0x20 or ord(char) == 0x7F for char in address)
+    return not policy.has_control_character(address)
 
 
 def _declared_size(options: list[str]) -> int | None:

@@ -20,6 +20,7 @@ them with ``reject_unauth_destination`` and ``allow_untrusted_routing = no``:
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
@@ -110,12 +111,20 @@ def check_recipient(
     return replies.RECIPIENT_OK
 
 
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def has_control_character(text: str) -> bool:
+    """Any C0 control character (NUL, CR, LF, TAB, ...) or DEL in ``text``?"""
+    return _CONTROL_CHARACTER.search(text) is not None
+
+
 def check_sender(address: str) -> Reply:
     """The reply to ``MAIL FROM:<address>`` (the null sender ``""`` is fine)."""
     if address == "":
         return replies.SENDER_OK
     local, domain = split_address(address)
-    if not local or not domain or any(ord(char) < 0x20 or ord(char) == 0x7F for char in address):
+    if not local or not domain or has_control_character(address):
         return replies.BAD_SENDER
     if _too_long(address):
         return replies.BAD_SENDER

@@ -145,3 +145,15 @@ def test_rfc5321_length_limits() -> None:
     assert policy.check_sender(at_limit) == replies.SENDER_OK
     assert policy.check_sender("a" * 65 + "@s.test") == replies.BAD_SENDER
     assert policy.check_sender("a@" + "s" * 256) == replies.BAD_SENDER
+
+
+def test_control_characters_are_c0_and_del_in_any_position() -> None:
+    def by_code_point(text: str) -> bool:
+        return any(ord(char) < 0x20 or ord(char) == 0x7F for char in text)
+
+    for code in range(0x3000):
+        char = chr(code)
+        for text in (char, f"a{char}", f"{char}b@c", f"a@b{char}"):
+            assert policy.has_control_character(text) == by_code_point(text), hex(code)
+    assert not policy.has_control_character("")
+    assert not policy.has_control_character("josé@exämple.org")
