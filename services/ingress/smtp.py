@@ -86,6 +86,7 @@ class IngressSMTP(SMTP):
         # Recipients allowed in this transaction: a sending limits line may allow fewer.
         self.max_recipients = context.limits.max_recipients
         self._client_ip = ""
+        self._trust: tuple[str, bool] | None = None  # (client address, in trusted networks)
         self._counted_address: str | None = None
         self._greeted = False
         self._in_ehlo = False
@@ -113,10 +114,13 @@ class IngressSMTP(SMTP):
 
     def client(self) -> Client:
         address = self.client_address
+        if self._trust is None or self._trust[0] != address:
+            # Asked at MAIL and at each RCPT: look the address up once per connection.
+            self._trust = (address, is_trusted(address, self.context.trusted_networks))
         return Client(
             address=address,
             port=self.port_kind,
-            trusted=is_trusted(address, self.context.trusted_networks),
+            trusted=self._trust[1],
             user=self.authenticated_user,
         )
 
