@@ -18,6 +18,7 @@ two).
 from __future__ import annotations
 
 import inspect
+import logging
 import re
 from collections.abc import Callable
 from email._header_value_parser import get_addr_spec, get_angle_addr
@@ -93,11 +94,37 @@ def cached_signature(callable_: Callable[..., Any]) -> inspect.Signature:
     return signature
 
 
+_LEVEL_OF_METHOD = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+}
+_sanitized_log = aiosmtpd.smtp.sanitized_log
+
+
+def sanitized_log(func: Callable[..., None], msg: str, *args: Any, **kwargs: Any) -> None:
+    """aiosmtpd's ``sanitized_log``, skipped when the logger would drop the record.
+
+    aiosmtpd masks AUTH secrets in each command line before it calls the logger,
+    twice per command, whatever the level; its ``mail.log`` is at WARNING here.
+    """
+    logger = getattr(func, "__self__", None)
+    level = _LEVEL_OF_METHOD.get(getattr(func, "__name__", ""))
+    if isinstance(logger, logging.Logger) and level is not None:
+        if logger.isEnabledFor(level):
+            _sanitized_log(func, msg, *args, **kwargs)
+        return
+    _sanitized_log(func, msg, *args, **kwargs)
+
+
 def install() -> None:
     """Point ``aiosmtpd.smtp``'s introspection at the cached versions (idempotent)."""
     module: Any = aiosmtpd.smtp
     module.dir = hook_dir
     module.inspect = SimpleNamespace(getmembers=auth_members, signature=cached_signature)
+    module.sanitized_log = sanitized_log
 
 
 # A dot-atom local part and a plain domain, the shape of nearly every real path.

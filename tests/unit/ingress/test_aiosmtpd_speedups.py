@@ -6,6 +6,7 @@ import ast
 import asyncio
 import builtins
 import inspect
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -182,3 +183,25 @@ def test_cached_signature_tells_a_bound_method_from_its_function() -> None:
     assert aiosmtpd_speedups.cached_signature(Hooks.handle_RCPT) == inspect.signature(
         Hooks.handle_RCPT
     )
+
+
+def test_sanitized_log_skips_only_what_the_logger_drops(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    logger = logging.getLogger("mail.log")
+    line = b"AUTH PLAIN c2VjcmV0\r\n"
+    with caplog.at_level(logging.WARNING, logger="mail.log"):
+        aiosmtpd_speedups.sanitized_log(logger.info, "%r >> %r", "peer", line)
+    assert caplog.records == []
+    with caplog.at_level(logging.DEBUG, logger="mail.log"):
+        aiosmtpd_speedups.sanitized_log(logger.debug, "readline: %r", line)
+        aiosmtpd_speedups._sanitized_log(logger.debug, "readline: %r", line)  # aiosmtpd's
+    ours, theirs = (record.getMessage() for record in caplog.records)
+    assert ours == theirs
+    assert "c2VjcmV0" not in ours and "********" in ours
+
+
+def test_install_points_aiosmtpd_at_the_speedups() -> None:
+    aiosmtpd_speedups.install()
+    assert aiosmtpd.smtp.sanitized_log is aiosmtpd_speedups.sanitized_log  # type: ignore[attr-defined]
+    assert aiosmtpd.smtp.dir is aiosmtpd_speedups.hook_dir  # type: ignore[attr-defined]
