@@ -43,6 +43,12 @@ def normalize_address(address: str) -> str:
     return f"{local.lower()}@{domain}" if domain else local.lower()
 
 
+def parse_address(address: str) -> tuple[str, str, str]:
+    """(local, normalised domain, :func:`normalize_address`) from one split, for hot paths."""
+    local, domain = split_address(address)
+    return local, domain, f"{local.lower()}@{domain}" if domain else local.lower()
+
+
 def unique_addresses(addresses: Iterable[str]) -> list[str]:
     """Drop repeats (compared as :func:`normalize_address`), keeping the first spelling."""
     seen: set[str] = set()
@@ -125,9 +131,10 @@ class RecipientDirectory:
 
     def local_recipient_exists(self, address: str) -> bool:
         """For an address at a local domain: a known user or an alias."""
-        if self.is_alias(address):
+        key = normalize_address(address)
+        if key in self.aliases:
             return True
-        return self.known_recipients is None or normalize_address(address) in self.known_recipients
+        return self.known_recipients is None or key in self.known_recipients
 
     def expand(self, address: str) -> list[str]:
         """Final recipients of ``address`` after recursive alias expansion.

@@ -31,7 +31,7 @@ from services.common.addressing import (
     RecipientDirectory,
     is_safe_local_part,
     normalize_address,
-    split_address,
+    parse_address,
     unique_addresses,
 )
 from services.common.envelope import (
@@ -72,47 +72,36 @@ class _Collector:
     failed: list[RecipientResult] = field(default_factory=list)
     seen: set[str] = field(default_factory=set)
 
-    def first_time(self, address: str) -> bool:
-        key = normalize_address(address)
+    def first_time(self, key: str) -> bool:
         if key in self.seen:
             return False
         self.seen.add(key)
         return True
 
-    def add(self, address: str) -> None:
-        if not self.first_time(address):
+    def add(self, address: str, parsed: tuple[str, str, str] | None = None) -> None:
+        """``parsed``: :func:`parse_address` of ``address``, when the caller has it already."""
+        local, domain, key = parsed or parse_address(address)
+        if not self.first_time(key):
             return
-        refusal = _refusal(address, self.directory)
-        if refusal is not None:
-            self.failed.append(refusal)
-            return
-        _, domain = split_address(address)
-        if self.directory.is_local_domain(domain):
-            self.local.append(address)
-        else:
+        # Why a final recipient cannot be delivered at all. The ingress checks the
+        # recipients it accepts at RCPT; alias targets come from the aliases file and
+        # are checked here (Postfix: "unknown user").
+        if not domain:
+            self.failed.append(_failure(address, BAD_ADDRESS_STATUS, "address has no domain"))
+        elif not self.directory.is_local_domain(domain):
             self.relay.setdefault(domain, []).append(address)
+        elif not is_safe_local_part(local):
+            reason = "local part cannot name a mailbox"
+            self.failed.append(_failure(address, BAD_ADDRESS_STATUS, reason))
+        elif not self.directory.local_recipient_exists(address):
+            reason = f'unknown user: "{local.lower()}"'
+            self.failed.append(_failure(address, UNKNOWN_USER_STATUS, reason))
+        else:
+            self.local.append(address)
 
     def fail(self, address: str, status: str, reason: str) -> None:
-        if self.first_time(address):
+        if self.first_time(normalize_address(address)):
             self.failed.append(_failure(address, status, reason))
-
-
-def _refusal(address: str, directory: RecipientDirectory) -> RecipientResult | None:
-    """Why a final recipient cannot be delivered at all, or ``None``.
-
-    The ingress checks the recipients it accepts at RCPT; alias targets come
-    from the aliases file and are checked here (Postfix: "unknown user").
-    """
-    local, domain = split_address(address)
-    if not domain:
-        return _failure(address, BAD_ADDRESS_STATUS, "address has no domain")
-    if not directory.is_local_domain(domain):
-        return None
-    if not is_safe_local_part(local):
-        return _failure(address, BAD_ADDRESS_STATUS, "local part cannot name a mailbox")
-    if not directory.local_recipient_exists(address):
-        return _failure(address, UNKNOWN_USER_STATUS, f'unknown user: "{local.lower()}"')
-    return None
 
 
 def route_message(message: AcceptedMessage, directory: RecipientDirectory) -> RoutingPlan:
@@ -125,14 +114,25 @@ def route_message(message: AcceptedMessage, directory: RecipientDirectory) -> Ro
 
     collector = _Collector(directory)
     expansions = 0
-    for recipient in unique_addresses(message.recipients):
+    aliases_seen: set[str] = set()
+    # Each address is split and normalised once. A repeated recipient that is no
+    # alias is dropped by the collector (same key); a repeated alias is skipped here,
+    # so it counts as one expansion, as when the recipients were de-duplicated first.
+    for recipient in message.recipients:
+        parsed = parse_address(recipient)
+        key = parsed[2]
+        if key not in directory.aliases:  # not an alias: it expands to itself
+            collector.add(recipient, parsed)
+            continue
+        if key in aliases_seen:
+            continue
+        aliases_seen.add(key)
         try:
             targets = directory.expand(recipient)
         except AliasLoop as exc:
             collector.fail(recipient, LOOP_STATUS, f"mail forwarding loop: {exc}")
             continue
-        if directory.is_alias(recipient):
-            expansions += 1
+        expansions += 1
         for target in targets:
             collector.add(target)
 
