@@ -62,17 +62,29 @@ class DnsResolver:
     async def query(self, name: str, rdtype: str) -> Answer:
         qname = name.rstrip(".") + "."
         key = (qname.lower(), rdtype)
-        cached = self._answers.get(key)
+        cached = self._cached(key)
         if cached is not None:
-            if cached[0] > self._clock():
-                return cached[1]
-            del self._answers[key]
+            return cached
         found = await self._resolve(qname, rdtype)
         if isinstance(found, tuple):
             expiration, answer = found
             self._remember(key, expiration, answer)
             return answer
         return found
+
+    def cached(self, name: str, rdtype: str) -> Records | NoRecords | None:
+        """The answer :meth:`query` would give from the cache, without awaiting; None
+        when it would have to ask. Callers skip a gather of look-ups on a hit."""
+        return self._cached(((name.rstrip(".") + ".").lower(), rdtype))
+
+    def _cached(self, key: tuple[str, str]) -> Records | NoRecords | None:
+        cached = self._answers.get(key)
+        if cached is None:
+            return None
+        if cached[0] > self._clock():
+            return cached[1]
+        del self._answers[key]
+        return None
 
     def _remember(
         self, key: tuple[str, str], expiration: float, answer: Records | NoRecords

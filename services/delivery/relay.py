@@ -148,7 +148,10 @@ class Relay:
         return await self._mx_targets(domain, plan)
 
     async def _mx_targets(self, domain: str, plan: MxHosts) -> list[Target] | Undeliverable:
-        resolved = await asyncio.gather(*(self._addresses(host) for host in plan.hosts))
+        known = [self._known_addresses(host) for host in plan.hosts]
+        resolved = [host for host in known if host is not None]
+        if len(resolved) < len(known):  # something to look up: every host at once
+            resolved = list(await asyncio.gather(*(self._addresses(h) for h in plan.hosts)))
         targets: list[Target] = []
         for index, host in enumerate(resolved):
             addresses = addresses_of(host)
@@ -164,12 +167,26 @@ class Relay:
         return targets[:MAX_ADDRESSES]
 
     async def _addresses(self, host: str) -> HostAddresses:
-        if is_ip(host):
-            return HostAddresses(host, (Records(values=(host,)),))
+        known = self._known_addresses(host)
+        if known is not None:
+            return known
         answers = await asyncio.gather(
             self._resolver.query(host, "A"), self._resolver.query(host, "AAAA")
         )
         return HostAddresses(host, tuple(answers))
+
+    def _known_addresses(self, host: str) -> HostAddresses | None:
+        """What :meth:`_addresses` gives when no look-up is needed (an IP, or both answers
+        cached); None otherwise. A hit costs no task: the gathers were 35 us a message."""
+        if is_ip(host):
+            return HostAddresses(host, (Records(values=(host,)),))
+        a = self._resolver.cached(host, "A")
+        if a is None:
+            return None
+        aaaa = self._resolver.cached(host, "AAAA")
+        if aaaa is None:
+            return None
+        return HostAddresses(host, (a, aaaa))
 
     async def _smarthost_targets(self, smarthost: ListenAddress) -> list[Target] | Undeliverable:
         resolved = await self._addresses(smarthost.host)
