@@ -12,11 +12,9 @@ import logging
 import time
 from dataclasses import dataclass
 
-from aio_pika.abc import AbstractIncomingMessage
-
 from services.bounce.dsn import DsnContext, build_dsn, drop_reason, reported_results
 from services.bounce.metrics import BounceMetrics
-from services.common.amqp import Broker, BrokerUnavailable
+from services.common.amqp import Broker, BrokerUnavailable, InboundMessage
 from services.common.consumer import decode_or_park, requeue_after
 from services.common.envelope import AcceptedMessage, BounceJob, new_queue_id
 
@@ -43,7 +41,7 @@ class BounceWorker:
         self._metrics = metrics
         self._requeue_pause = requeue_pause
 
-    async def handle(self, message: AbstractIncomingMessage) -> None:
+    async def handle(self, message: InboundMessage) -> None:
         started = time.perf_counter()
         job = await decode_or_park(BounceJob, message, "bounce job")
         if job is None:

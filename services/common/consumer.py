@@ -18,11 +18,10 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from typing import Any
 
-from aio_pika.abc import AbstractIncomingMessage
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
-from services.common.amqp import Broker, Handler
+from services.common.amqp import Broker, Handler, InboundMessage
 from services.common.envelope import ModelT, decode
 
 log = logging.getLogger(__name__)
@@ -130,7 +129,7 @@ class ConsumerService:
         await self.consumer.stop()
 
 
-async def park_unreadable(message: AbstractIncomingMessage, what: str, error: Exception) -> None:
+async def park_unreadable(message: InboundMessage, what: str, error: Exception) -> None:
     """An envelope that cannot be decoded: retrying cannot help, so reject it.
 
     Rejecting without requeue dead-letters it to ``PREFIX.parked``.
@@ -146,9 +145,7 @@ async def park_unreadable(message: AbstractIncomingMessage, what: str, error: Ex
     await message.reject(requeue=False)
 
 
-async def decode_or_park(
-    model: type[ModelT], message: AbstractIncomingMessage, what: str
-) -> ModelT | None:
+async def decode_or_park(model: type[ModelT], message: InboundMessage, what: str) -> ModelT | None:
     """The ``model`` envelope of ``message``, or ``None`` once an unreadable one is parked."""
     try:
         return decode(model, message.headers)
@@ -157,7 +154,7 @@ async def decode_or_park(
         return None
 
 
-async def requeue_after(message: AbstractIncomingMessage, pause: float) -> None:
+async def requeue_after(message: InboundMessage, pause: float) -> None:
     """Hand a message back after a failed publish, but only after ``pause`` seconds.
 
     The queue's delivery limit counts requeues, so a tight loop during a broker

@@ -8,11 +8,10 @@ from collections.abc import AsyncIterator
 
 import aio_pika
 import pytest
-from aio_pika.abc import AbstractIncomingMessage
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 
-from services.common.amqp import Broker, BrokerUnavailable
+from services.common.amqp import Broker, BrokerUnavailable, InboundMessage
 from services.common.queue_metrics import QueueMetrics, cancel
 from services.common.topology import Topology
 from tests.support.amqp import AMQP_URL, delete_queues_at, unique_prefix
@@ -45,9 +44,9 @@ async def test_depths_and_consumers_of_every_queue(broker: Broker) -> None:
     for index in range(3):
         await broker.publish(topology.delivery, b"x", Note(text="d"), message_id=f"d{index}")
     await broker.publish(topology.retry_queue(2), b"x", Note(text="r"), message_id="r1")
-    seen: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+    seen: asyncio.Queue[InboundMessage] = asyncio.Queue()
 
-    async def keep(message: AbstractIncomingMessage) -> None:
+    async def keep(message: InboundMessage) -> None:
         await seen.put(message)  # held unacknowledged: not "ready" any more
 
     await broker.consume(topology.bounce, keep)
@@ -105,7 +104,7 @@ async def test_a_deleted_queue_leaves_the_consumers_and_the_other_gauges_alone(
     topology = broker.topology
     received: asyncio.Queue[str] = asyncio.Queue()
 
-    async def handle(message: AbstractIncomingMessage) -> None:
+    async def handle(message: InboundMessage) -> None:
         await message.ack()
         await received.put(message.message_id or "")
 

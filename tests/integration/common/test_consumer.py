@@ -8,10 +8,9 @@ import socket
 from collections.abc import AsyncIterator
 
 import pytest
-from aio_pika.abc import AbstractIncomingMessage
 from prometheus_client import CollectorRegistry
 
-from services.common.amqp import Broker
+from services.common.amqp import Broker, InboundMessage
 from services.common.consumer import ConsumerService, QueueConsumer
 from services.common.envelope import DeliveryJob, new_queue_id
 from services.common.topology import Topology
@@ -45,7 +44,7 @@ async def test_consumes_runs_background_jobs_and_stops_in_order(topology: Topolo
     release_handler = asyncio.Event()
     background_running = asyncio.Event()
 
-    async def handle(message: AbstractIncomingMessage) -> None:
+    async def handle(message: InboundMessage) -> None:
         handler_started.set()
         await release_handler.wait()
         await message.ack()
@@ -113,7 +112,7 @@ async def test_waits_for_the_broker_not_ready_and_stops_cleanly(topology: Topolo
     async def cleanup() -> None:
         cleaned.append("cleanup")
 
-    async def never(message: AbstractIncomingMessage) -> None:
+    async def never(message: InboundMessage) -> None:
         raise AssertionError("nothing can be consumed without a broker")
 
     class Service(ConsumerService):

@@ -13,9 +13,9 @@ from tests.integration.ingress.conftest import (
     wait_ready,
 )
 from tests.integration.ingress.rawsmtp import RawSMTP, transaction
-from tests.integration.ingress.tcpproxy import TcpProxy
 from tests.support.amqp import AMQP_URL
 from tests.support.stack import free_port
+from tests.support.tcpproxy import TcpProxy
 
 
 @contextlib.asynccontextmanager

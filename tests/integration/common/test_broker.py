@@ -1,0 +1,111 @@
+"""Broker against the real RabbitMQ: what is published arrives whole, and a consumer
+survives the connection being cut."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from services.common.amqp import Broker, BrokerUnavailable, InboundMessage
+from services.common.envelope import DeliveryJob, decode, new_queue_id
+from services.common.topology import Topology
+from tests.support.amqp import AMQP_URL, delete_queues_at, unique_prefix
+from tests.support.tcpproxy import TcpProxy
+
+pytestmark = pytest.mark.broker
+
+
+@pytest.fixture
+async def topology() -> AsyncIterator[Topology]:
+    topology = Topology(unique_prefix(), (1.0, 2.0))
+    yield topology
+    await delete_queues_at(AMQP_URL, (spec.name for spec in topology.queues()))
+
+
+def job() -> DeliveryJob:
+    return DeliveryJob(
+        queue_id=new_queue_id(),
+        sender="s@src.test",
+        recipients=["a@example.test"],
+        route="relay",
+        domain="example.test",
+        accepted_at=0.0,
+    )
+
+
+async def test_a_published_message_arrives_with_its_envelope_body_and_id(
+    topology: Topology,
+) -> None:
+    broker = Broker(AMQP_URL, topology)
+    await broker.connect()
+    received: asyncio.Queue[tuple[bytes, DeliveryJob, str | None]] = asyncio.Queue()
+
+    async def handle(message: InboundMessage) -> None:
+        await received.put((message.body, decode(DeliveryJob, message.headers), message.message_id))
+        await message.ack()
+
+    try:
+        await broker.consume(topology.delivery, handle)
+        sent = job()
+        body = b"Subject: x\r\n\r\n" + bytes(range(256)) * 40
+        await broker.publish(topology.delivery, body, sent, message_id=sent.queue_id)
+        got_body, got_job, got_id = await asyncio.wait_for(received.get(), 10)
+        assert (got_body, got_job, got_id) == (body, sent, sent.queue_id)
+    finally:
+        await broker.close()
+
+
+async def test_a_rejected_message_is_redelivered_after_a_nack(topology: Topology) -> None:
+    broker = Broker(AMQP_URL, topology)
+    await broker.connect()
+    seen: asyncio.Queue[str | None] = asyncio.Queue()
+
+    async def handle(message: InboundMessage) -> None:
+        await seen.put(message.message_id)
+        if seen.qsize() == 1:
+            await message.nack(requeue=True)
+        else:
+            await message.ack()
+
+    try:
+        await broker.consume(topology.delivery, handle)
+        sent = job()
+        await broker.publish(topology.delivery, b"x", sent, message_id=sent.queue_id)
+        first = await asyncio.wait_for(seen.get(), 10)
+        second = await asyncio.wait_for(seen.get(), 10)
+        assert first == second == sent.queue_id
+    finally:
+        await broker.close()
+
+
+async def test_the_consumer_comes_back_after_the_connection_is_cut(topology: Topology) -> None:
+    proxy = await TcpProxy(5672).start()
+    broker = Broker(AMQP_URL.replace(":5672/", f":{proxy.port}/"), topology, reconnect_interval=0.1)
+    publisher = Broker(AMQP_URL, topology)
+    received: asyncio.Queue[str | None] = asyncio.Queue()
+
+    async def handle(message: InboundMessage) -> None:
+        await message.ack()
+        await received.put(message.message_id)
+
+    try:
+        await broker.connect()
+        await publisher.connect()
+        await broker.consume(topology.delivery, handle)
+        before = job()
+        await publisher.publish(topology.delivery, b"1", before, message_id=before.queue_id)
+        assert await asyncio.wait_for(received.get(), 10) == before.queue_id
+
+        await proxy.close()  # cut: the broker's side drops our consumer
+        with pytest.raises(BrokerUnavailable):
+            await broker.publish(topology.delivery, b"x", before, message_id="lost")
+        proxy = await TcpProxy(5672, proxy.port).start()
+        after = job()
+        await publisher.publish(topology.delivery, b"2", after, message_id=after.queue_id)
+        assert await asyncio.wait_for(received.get(), 20) == after.queue_id
+    finally:
+        await broker.close()
+        await publisher.close()
+        await proxy.close()
