@@ -15,9 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from aio_pika.abc import AbstractIncomingMessage
-
-from services.common.amqp import Broker, BrokerUnavailable, Output
+from services.common.amqp import Broker, BrokerUnavailable, InboundMessage, Output
 from services.common.consumer import decode_or_park
 from services.common.envelope import DeliveryJob, RecipientResult
 from services.delivery.deferred import DeferredTracker
@@ -80,7 +78,7 @@ class DeliveryWorker:
         self._clock = clock
         self._deferred = DeferredTracker()
 
-    async def handle(self, message: AbstractIncomingMessage) -> None:
+    async def handle(self, message: InboundMessage) -> None:
         job = await decode_or_park(DeliveryJob, message, "delivery job")
         if job is None:
             self._metrics.jobs.labels(result="rejected").inc()
@@ -107,9 +105,7 @@ class DeliveryWorker:
             return self._throttle.smarthost
         return job.domain
 
-    async def _hold_back(
-        self, job: DeliveryJob, message: AbstractIncomingMessage, reason: str
-    ) -> None:
+    async def _hold_back(self, job: DeliveryJob, message: InboundMessage, reason: str) -> None:
         """Over a destination's limit: wait in the throttle queue, unchanged, no attempt."""
         assert self._throttle is not None
         try:
@@ -130,7 +126,7 @@ class DeliveryWorker:
             extra={"event": "throttled", "queue_id": job.queue_id, "reason": reason},
         )
 
-    async def _handle(self, job: DeliveryJob, message: AbstractIncomingMessage) -> None:
+    async def _handle(self, job: DeliveryJob, message: InboundMessage) -> None:
         started_wall = self._clock()
         started = time.perf_counter()
         attempt = await self.attempt(job, message.body)
