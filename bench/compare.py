@@ -82,7 +82,7 @@ def _warm(system: System, sink: Sink, plan: ComparePlan, size: int) -> None:
         return
     source = SourcePlan(system.host, system.port, plan.warmup, size, plan.sessions, tag="warm")
     warm = run_source(source, plan.timeout)
-    sink.wait_for("warm", warm.accepted, plan.timeout)
+    sink.wait_for("warm", warm.accepted, plan.timeout, system.failure)
 
 
 def run_one(
@@ -121,7 +121,7 @@ def _measure(
         reuse_connections=plan.reuse_connections,
     )
     run = run_source(source, plan.timeout)
-    sink.wait_for("user", run.accepted, plan.timeout)
+    sink.wait_for("user", run.accepted, plan.timeout, system.failure)
     usage = sampler.end()
     usage.cpu_seconds["source"] = run.cpu_seconds
     result = summarise_run(name, size, run, sink.times("user"), usage, system_groups)

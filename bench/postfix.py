@@ -122,6 +122,13 @@ class PostfixRelay:
     def groups(self) -> dict[str, list[int]]:
         return {"postfix": [self.master_pid]}
 
+    def failure(self) -> str | None:
+        try:
+            os.kill(self.master_pid, 0)
+        except ProcessLookupError:
+            return f"the postfix master exited:\n{self.log_tail()}"
+        return None
+
     def stop(self) -> None:
         self._postfix("stop")
         deadline = time.monotonic() + 20

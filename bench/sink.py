@@ -21,6 +21,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from bench.net import wait_for_port
@@ -37,6 +38,10 @@ def parse_dump(head: bytes) -> tuple[str, int] | None:
     if match is None:
         return None
     return match.group(2).decode(), int(match.group(1))
+
+
+class SystemFailed(RuntimeError):
+    """The system under test stopped being able to deliver during a run."""
 
 
 class Sink:
@@ -94,12 +99,25 @@ class Sink:
                 found[number] = os.stat(self.folder / name).st_mtime
         return found
 
-    def wait_for(self, tag: str, count: int, timeout: float) -> bool:
-        """Until ``count`` messages of ``tag`` arrived; False at the deadline (never raises)."""
+    def wait_for(
+        self,
+        tag: str,
+        count: int,
+        timeout: float,
+        failure: Callable[[], str | None] = lambda: None,
+    ) -> bool:
+        """Until ``count`` messages of ``tag`` arrived; False at the deadline.
+
+        Raises :class:`SystemFailed` as soon as ``failure()`` names a reason (a
+        process of the system under test died), instead of waiting out the deadline.
+        """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.count(tag) >= count:
                 return True
+            reason = failure()
+            if reason is not None:
+                raise SystemFailed(reason)
             time.sleep(0.05)
         return self.count(tag) >= count
 

@@ -165,14 +165,16 @@ async def sweep_system(
     try:
         warm = StepRecord(50.0, tag="warmx")  # spawn Postfix's daemons, fill caches
         await offer(pool, warm, 1.0, size)
-        await asyncio.to_thread(sink.wait_for, warm.tag, len(warm.accepted), 60.0)
+        await asyncio.to_thread(sink.wait_for, warm.tag, len(warm.accepted), 60.0, system.failure)
         for index, offered in enumerate(rates, 1):
             record = StepRecord(offered, tag=f"step{index}x")
             sampler = ProcSampler({**own, "rabbitmq": find_pids("beam.smp")})
             sampler.begin()
             await offer(pool, record, seconds, size)
             timeout = max(30.0, 3 * seconds)
-            await asyncio.to_thread(sink.wait_for, record.tag, len(record.accepted), timeout)
+            await asyncio.to_thread(
+                sink.wait_for, record.tag, len(record.accepted), timeout, system.failure
+            )
             usage = sampler.end()
             step = summarise_step(record, sink.times(record.tag), usage.cpu_seconds, groups)
             steps.append(step)

@@ -28,6 +28,10 @@ class System(Protocol):
 
     def groups(self) -> dict[str, list[int]]: ...
 
+    def failure(self) -> str | None:
+        """Why the system can no longer deliver (a process of it exited), else None."""
+        ...
+
     def stop(self) -> None: ...
 
 
@@ -46,6 +50,9 @@ class Ceiling:
 
     def groups(self) -> dict[str, list[int]]:
         return {}
+
+    def failure(self) -> str | None:
+        return None  # smtp-sink's own exit shows in the sink's count
 
     def stop(self) -> None:
         return None
@@ -150,6 +157,13 @@ class Staffetta:
 
     def logs(self) -> str:
         return self.stack.logs() if self.stack is not None else ""
+
+    def failure(self) -> str | None:
+        for process in self.stack.processes if self.stack is not None else ():
+            code = process.process.poll() if process.process is not None else None
+            if code is not None:
+                return f"{process.name} exited with {code}:\n{process.log_tail(15)}"
+        return None
 
     def stop(self) -> None:
         if self.stack is not None:

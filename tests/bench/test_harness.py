@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -203,3 +204,37 @@ def test_ceiling_run_counts_every_message_through_the_real_tools() -> None:
     assert result["accepted"] == result["delivered"] == 25
     assert result["latency"]["p50_ms"] is not None
     assert {"sink", "source"} <= set(result["cpu_seconds"])
+
+
+@needs_tools
+def test_waiting_for_the_sink_ends_when_the_system_fails() -> None:
+    receiver = sink.Sink()
+    receiver.start()
+    try:
+        with pytest.raises(sink.SystemFailed, match="router exited with -9"):
+            receiver.wait_for("user", 1, 5.0, lambda: "router exited with -9")
+        assert receiver.wait_for("user", 0, 5.0, lambda: "not asked: nothing to wait for")
+    finally:
+        receiver.stop()
+
+
+def test_staffetta_names_the_service_that_exited() -> None:
+    from bench.systems import Staffetta
+
+    def service(name: str, exit_code: int | None) -> SimpleNamespace:
+        return SimpleNamespace(
+            name=name,
+            process=SimpleNamespace(poll=lambda: exit_code),
+            log_tail=lambda lines: f"last lines of {name}",
+        )
+
+    system = Staffetta()
+    try:
+        assert system.failure() is None  # not started
+        system.stack = SimpleNamespace(processes=[service("ingress", None)])  # type: ignore[assignment]
+        assert system.failure() is None
+        system.stack.processes.append(service("router", -9))
+        assert system.failure() == "router exited with -9:\nlast lines of router"
+    finally:
+        system.stack = None
+        system.stop()
