@@ -11,10 +11,8 @@ import logging
 import time
 from collections.abc import Callable
 
-from aio_pika.abc import AbstractIncomingMessage
-
 from services.common.addressing import RecipientDirectory
-from services.common.amqp import Broker, BrokerUnavailable, Output
+from services.common.amqp import Broker, BrokerUnavailable, InboundMessage, Output
 from services.common.consumer import decode_or_park, requeue_after
 from services.common.envelope import AcceptedMessage
 from services.router.metrics import ROUTES, RouterMetrics
@@ -44,7 +42,7 @@ class RouterWorker:
             route: metrics.jobs_published.labels(route=route) for route in ROUTES
         }
 
-    async def handle(self, message: AbstractIncomingMessage) -> None:
+    async def handle(self, message: InboundMessage) -> None:
         started = time.perf_counter()
         accepted = await decode_or_park(AcceptedMessage, message, "accepted message")
         if accepted is None:

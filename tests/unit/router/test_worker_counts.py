@@ -13,11 +13,10 @@ from collections import Counter
 from typing import Any, cast
 
 import pytest
-from aio_pika.abc import AbstractIncomingMessage
 from prometheus_client import CollectorRegistry
 
 from services.common.addressing import RecipientDirectory
-from services.common.amqp import Broker, Output
+from services.common.amqp import Broker, InboundMessage, Output
 from services.common.envelope import ENVELOPE_HEADER, AcceptedMessage
 from services.router.metrics import ROUTES, RouterMetrics
 from services.router.routing import route_message
@@ -116,7 +115,7 @@ async def test_metrics_and_log_fields_match_the_plans(seed: int) -> None:
                 }
             )
             message = _Message(accepted)
-            await worker.handle(cast(AbstractIncomingMessage, message))
+            await worker.handle(cast(InboundMessage, message))
             assert message.acked
     finally:
         logger.removeHandler(records)
