@@ -7,12 +7,15 @@ times one attempt of one job.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 14400, 86400)
 _DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+MetricT = TypeVar("MetricT", Counter, Gauge, Histogram)
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,22 @@ class DeliveryMetrics:
     parked: Gauge
     throttled: Counter
     oldest_deferred: Gauge
+    _children: dict[tuple[object, tuple[str, ...]], object] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    def child(self, metric: MetricT, *values: str) -> MetricT:
+        """``metric.labels(*values)``, values in the order of the metric's label names.
+
+        Each child is looked up once: labels() checks, orders and locks on every call
+        (about 1 us, and a message takes six). Created on first use, as labels() would:
+        a series appears only once something was counted in it.
+        """
+        key = (metric, values)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*values)
+        return found  # type: ignore[return-value]
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> DeliveryMetrics:

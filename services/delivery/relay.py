@@ -200,15 +200,15 @@ class Relay:
     def _count(self, transcript: Transcript) -> None:
         metrics = self._metrics
         if transcript.reused:
-            metrics.connections.labels(result="reused").inc()
+            metrics.child(metrics.connections, "reused").inc()
         elif not transcript.connected:
             kind = "refused" if "refused" in transcript.error else "failed"
-            metrics.connections.labels(result=kind).inc()
+            metrics.child(metrics.connections, kind).inc()
             return
         elif transcript.reply is not None and transcript.reply_phase == "greeting":
-            metrics.connections.labels(result=f"greeting_{transcript.reply.code}").inc()
+            metrics.child(metrics.connections, f"greeting_{transcript.reply.code}").inc()
         else:
-            metrics.connections.labels(result="ok").inc()
+            metrics.child(metrics.connections, "ok").inc()
         if transcript.tls_fallback:
-            metrics.tls.labels(mode="fallback").inc()
-        metrics.tls.labels(mode="tls" if transcript.tls else "plaintext").inc()
+            metrics.child(metrics.tls, "fallback").inc()
+        metrics.child(metrics.tls, "tls" if transcript.tls else "plaintext").inc()

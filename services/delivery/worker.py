@@ -81,7 +81,7 @@ class DeliveryWorker:
     async def handle(self, message: InboundMessage) -> None:
         job = await decode_or_park(DeliveryJob, message, "delivery job")
         if job is None:
-            self._metrics.jobs.labels(result="rejected").inc()
+            self._metrics.child(self._metrics.jobs, "rejected").inc()
             return
         destination = self._destination(job)
         if destination and self._throttle is not None:
@@ -120,7 +120,7 @@ class DeliveryWorker:
                 await message.nack(requeue=True)
             return
         await message.ack()
-        self._metrics.throttled.labels(reason=reason).inc()
+        self._metrics.child(self._metrics.throttled, reason).inc()
         log.debug(
             "throttled",
             extra={"event": "throttled", "queue_id": job.queue_id, "reason": reason},
@@ -144,12 +144,13 @@ class DeliveryWorker:
                 "publish not confirmed, job requeued",
                 extra={"event": "requeued", "queue_id": job.queue_id, "error": str(exc)},
             )
-            self._metrics.jobs.labels(result="requeued").inc()
+            self._metrics.child(self._metrics.jobs, "requeued").inc()
             with contextlib.suppress(Exception):
                 await message.nack(requeue=True)
             return
         await message.ack()
-        self._metrics.duration.labels(route=job.route).observe(time.perf_counter() - started)
+        metrics = self._metrics
+        metrics.child(metrics.duration, job.route).observe(time.perf_counter() - started)
         self._record(job, outcome, attempt.note)
 
     async def attempt(self, job: DeliveryJob, body: bytes) -> Attempt:
@@ -210,22 +211,22 @@ class DeliveryWorker:
             (outcome.failed, "failed"),
         ):
             if result:
-                metrics.attempts.labels(route=job.route, result=action).inc(len(result))
+                metrics.child(metrics.attempts, job.route, action).inc(len(result))
         for _ in outcome.delivered:
-            metrics.latency.labels(route=job.route).observe(max(now - job.accepted_at, 0.0))
+            metrics.child(metrics.latency, job.route).observe(max(now - job.accepted_at, 0.0))
         if outcome.expired:
             metrics.expired.inc(len(outcome.expired))
         for bounce in (outcome.bounce, outcome.delay_notice):
             if bounce is not None:
-                metrics.bounce_jobs.labels(kind=bounce.kind).inc()
+                metrics.child(metrics.bounce_jobs, bounce.kind).inc()
         key = job_key(job)
         self._deferred.seen(key)
         if outcome.retry is not None:
-            metrics.retries.labels(attempt=str(min(job.attempts + 1, 10))).inc()
+            metrics.child(metrics.retries, str(min(job.attempts + 1, 10))).inc()
             delay = next_retry_delay(self._broker.topology.retry_schedule, outcome.retry.attempts)
             self._deferred.deferred(key, job.accepted_at, now, delay)
         self.refresh_gauges()
-        metrics.jobs.labels(result="retried" if outcome.retry else "done").inc()
+        metrics.child(metrics.jobs, "retried" if outcome.retry else "done").inc()
         self._log(job, outcome, note)
 
     def refresh_gauges(self) -> None:
