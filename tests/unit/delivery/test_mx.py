@@ -12,6 +12,7 @@ from services.delivery.mx import (
     Undeliverable,
     address_literal,
     addresses_of,
+    is_ip,
     order_mx,
     plan_mx,
     points_to_self,
@@ -97,3 +98,24 @@ def test_address_literals() -> None:
     assert address_literal("[IPv6:2001:db8::1]") == "2001:db8::1"
     assert address_literal("[not-an-ip]") is None
     assert address_literal("example.test") is None
+
+
+def test_is_ip_from_its_cache_answers_as_ipaddress_does() -> None:
+    names = ["192.0.2.1", "192.0.2.1.", "2001:db8::1", "2001:DB8::1", "fe80::1%eth0", "::", "[::1]"]
+    names += [
+        "mx1.example.test",
+        "example",
+        "",
+        " ",
+        "1",
+        "256.0.0.1",
+        "01.2.3.4",
+        "::ffff:1.2.3.4",
+    ]
+    chooser = random.Random(4)
+    names += ["".join(chooser.choice("0123456789abcdef.:%x") for _ in range(9)) for _ in range(500)]
+    uncached = is_ip.__wrapped__
+    for _ in range(2):  # the second round is answered from the cache
+        for name in names:
+            assert is_ip(name) == uncached(name), name
+    assert is_ip.cache_info().hits >= len(set(names))
