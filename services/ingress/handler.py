@@ -165,7 +165,7 @@ class IngressHandler:
         raw: bytes = envelope.original_content or b""
         if b"\x00" in raw:
             return replies.BAD_DATA
-        body = message.normalise_line_ends(raw)
+        body = raw if server.data_in_crlf else message.normalise_line_ends(raw)
         queue_id = new_queue_id()
         sender = "" if envelope.mail_from == "<>" else str(envelope.mail_from)
         recipients = [str(item) for item in envelope.rcpt_tos]

@@ -30,8 +30,13 @@ def unstuff(data: bytes) -> bytes:
     return data.replace(b"\r\n.", b"\r\n")
 
 
-def longest_line(data: bytes) -> int:
-    """The length of the longest line, its CRLF counted (as RFC 5321 4.5.3.1.6 counts)."""
+def longest_line(data: bytes, lines: list[bytes] | None = None) -> int:
+    """The length of the longest line, its CRLF counted (as RFC 5321 4.5.3.1.6 counts).
+
+    ``lines``: ``crlf_lines(data)`` when the caller has it, to spare a second pass.
+    """
+    if lines is not None:
+        return max(map(len, lines), default=-2) + 2
     return max(map(len, data.split(b"\r\n"))) + 2 if data else 0
 
 

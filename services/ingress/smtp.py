@@ -22,6 +22,7 @@ from typing import Any
 from aiosmtpd.proxy_protocol import get_proxy
 from aiosmtpd.smtp import SMTP, AuthResult, Session, syntax
 
+from services.common.line_ends import crlf_lines
 from services.ingress import aiosmtpd_speedups, message, quota, replies
 from services.ingress.handler import IngressContext, IngressHandler
 from services.ingress.policy import Client, PortKind, is_trusted, without_root_dot
@@ -90,6 +91,7 @@ class IngressSMTP(SMTP):
         self._counted_address: str | None = None
         self._greeted = False
         self._in_ehlo = False
+        self.data_in_crlf = False  # this DATA's line ends are all CRLF already
 
     def _create_session(self) -> Session:
         return IngressSession(self.loop)
@@ -414,12 +416,16 @@ class IngressSMTP(SMTP):
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
         data = await self._read_data()
+        # One pass finds the lines and whether they all end in CRLF (unstuffing
+        # leaves line ends alone, so the handler need not look again).
+        lines = crlf_lines(data) if data is not None else None
         if data is None:
             status = "552 Error: Too much mail data"
-        elif message.longest_line(data) > self.line_length_limit:
+        elif message.longest_line(data, lines) > self.line_length_limit:
             status = "500 Line too long (see RFC5321 4.5.3.1.6)"
         else:
             self.envelope.content = self.envelope.original_content = message.unstuff(data)
+            self.data_in_crlf = lines is not None
             status = await self._call_handler_hook("DATA")  # IngressHandler always has it
         self._set_post_data_state()  # type: ignore[no-untyped-call]
         await self.push(status)

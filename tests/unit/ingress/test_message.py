@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import random
 import re
 from datetime import UTC, datetime
 
 import pytest
 
+from services.common.line_ends import crlf_lines
 from services.ingress import message
 from services.ingress.message import Trace
 
@@ -134,3 +136,13 @@ def test_longest_line_counts_the_crlf() -> None:
     assert message.longest_line(b"") == 0
     assert message.longest_line(b"ab\r\n" + b"x" * 998 + b"\r\n") == 1000
     assert message.longest_line(b"a\nb\nc\r\n") == 7  # bare LFs do not end SMTP lines
+
+
+def test_longest_line_from_the_crlf_lines_is_the_same() -> None:
+    generator = random.Random(11)
+    pieces = [b"a", b"x" * 400, b".", b"\r\n", b"\r\n", b"\r", b"\n"]
+    for _ in range(5_000):
+        data = b"".join(generator.choices(pieces, k=generator.randrange(0, 10)))
+        lines = crlf_lines(data)
+        if lines is not None:
+            assert message.longest_line(data, lines) == message.longest_line(data), data
