@@ -9,6 +9,10 @@ finds every line end (CR, LF or CRLF) in one pass, and the lengths tell which.
 
 from __future__ import annotations
 
+# Up to this size a body's lines may be held as objects (about 1.5 times the
+# body while they live); a bigger one is scanned without them.
+SMALL = 1 << 20
+
 
 def crlf_lines(data: bytes) -> list[bytes] | None:
     """The lines of ``data``, line ends dropped, if every line end is CRLF; else None.
@@ -24,3 +28,11 @@ def crlf_lines(data: bytes) -> list[bytes] | None:
     if len(data) != sum(map(len, lines)) + 2 * breaks:
         return None
     return lines
+
+
+def crlf_throughout(data: bytes) -> bool:
+    """Is every line end in ``data`` a CRLF (no bare CR, no bare LF)?"""
+    if len(data) <= SMALL:
+        return crlf_lines(data) is not None
+    crlf = data.count(b"\r\n")
+    return data.count(b"\r") == crlf and data.count(b"\n") == crlf

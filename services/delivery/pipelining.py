@@ -21,7 +21,7 @@ from aiosmtplib.protocol import (
 )
 from aiosmtplib.response import SMTPResponse
 
-from services.common.line_ends import crlf_lines
+from services.common.line_ends import crlf_throughout
 
 
 def envelope_commands(
@@ -105,7 +105,7 @@ def _command(*args: bytes) -> bytes:
 
 def dot_stuffed(body: bytes) -> bytes:
     """The body as aiosmtplib's execute_data_command sends it: CRLF, dots doubled, "."."""
-    if crlf_lines(body) is not None:
+    if crlf_throughout(body):
         # CRLF throughout, as the ingress stores every message: two C-speed passes
         # instead of two regex passes (1.3 ms of delivery CPU for a 50 KB message).
         if not body.endswith(b"\r\n"):

@@ -22,7 +22,6 @@ from typing import Any
 from aiosmtpd.proxy_protocol import get_proxy
 from aiosmtpd.smtp import SMTP, AuthResult, Session, syntax
 
-from services.common.line_ends import crlf_lines
 from services.ingress import aiosmtpd_speedups, message, quota, replies
 from services.ingress.handler import IngressContext, IngressHandler
 from services.ingress.policy import Client, PortKind, is_trusted, without_root_dot
@@ -416,16 +415,16 @@ class IngressSMTP(SMTP):
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
         data = await self._read_data()
-        # One pass finds the lines and whether they all end in CRLF (unstuffing
-        # leaves line ends alone, so the handler need not look again).
-        lines = crlf_lines(data) if data is not None else None
+        # Unstuffing leaves line ends alone: what is learnt here spares the handler a look.
+        longest, in_crlf = message.line_shape(data) if data is not None else (0, False)
         if data is None:
             status = "552 Error: Too much mail data"
-        elif message.longest_line(data, lines) > self.line_length_limit:
+        elif longest > self.line_length_limit:
             status = "500 Line too long (see RFC5321 4.5.3.1.6)"
         else:
             self.envelope.content = self.envelope.original_content = message.unstuff(data)
-            self.data_in_crlf = lines is not None
+            self.data_in_crlf = in_crlf
+            del data  # the envelope holds the message now: one copy, not two, while it is queued
             status = await self._call_handler_hook("DATA")  # IngressHandler always has it
         self._set_post_data_state()  # type: ignore[no-untyped-call]
         await self.push(status)
@@ -466,7 +465,8 @@ class IngressSMTP(SMTP):
         size = dropped + end  # the bytes before the end marker's CRLF, less our leading CRLF
         if dropped or (limit and size > limit):
             return None
-        return bytes(buffer[2 : end + 2])
+        with memoryview(buffer) as view:  # one copy: slicing the bytearray would make two
+            return bytes(view[2 : end + 2])
 
 
 def base64_decode(text: str) -> bytes:

@@ -49,7 +49,7 @@ async def test_a_published_message_arrives_with_its_envelope_body_and_id(
     try:
         await broker.consume(topology.delivery, handle)
         sent = job()
-        body = b"Subject: x\r\n\r\n" + bytes(range(256)) * 40
+        body = b"Subject: x\r\n\r\n" + bytes(range(256)) * 1200  # three AMQP body frames
         await broker.publish(topology.delivery, body, sent, message_id=sent.queue_id)
         got_body, got_job, got_id = await asyncio.wait_for(received.get(), 10)
         assert (got_body, got_job, got_id) == (body, sent, sent.queue_id)

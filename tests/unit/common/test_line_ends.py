@@ -7,7 +7,8 @@ import re
 
 import pytest
 
-from services.common.line_ends import crlf_lines
+from services.common import line_ends
+from services.common.line_ends import crlf_lines, crlf_throughout
 
 _BARE = re.compile(rb"\r(?!\n)|(?<!\r)\n")
 
@@ -57,3 +58,14 @@ def test_a_large_crlf_body_and_one_bare_lf_in_it() -> None:
     body = b"La de da de da 1. La de da 2.\r\n" * 2000
     assert crlf_lines(body) == [b"La de da de da 1. La de da 2."] * 2000
     assert crlf_lines(body[:30_000] + b"\n" + body[30_000:]) is None
+
+
+@pytest.mark.parametrize("small", [line_ends.SMALL, 0])
+def test_crlf_throughout_with_and_without_holding_the_lines(
+    monkeypatch: pytest.MonkeyPatch, small: int
+) -> None:
+    monkeypatch.setattr(line_ends, "SMALL", small)
+    generator = random.Random(3)
+    pieces = [b"a", b".", b"\r\n", b"\r\n", b"\r", b"\n"]
+    for data in [*EDGES, *(b"".join(generator.choices(pieces, k=8)) for _ in range(5_000))]:
+        assert crlf_throughout(data) == (by_definition(data) is not None), data

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from services.common.line_ends import crlf_lines
+from services.common import line_ends
 from services.ingress import message
 from services.ingress.message import Trace
 
@@ -138,11 +138,22 @@ def test_longest_line_counts_the_crlf() -> None:
     assert message.longest_line(b"a\nb\nc\r\n") == 7  # bare LFs do not end SMTP lines
 
 
-def test_longest_line_from_the_crlf_lines_is_the_same() -> None:
+def _by_definition(data: bytes) -> tuple[int, bool]:
+    longest = max(map(len, data.split(b"\r\n"))) + 2 if data else 0
+    return longest, not message.has_bare_line_ends(data)
+
+
+@pytest.mark.parametrize("small", [line_ends.SMALL, 0, 5])
+def test_line_shape_agrees_with_the_definitions_at_every_size(
+    monkeypatch: pytest.MonkeyPatch, small: int
+) -> None:
+    """``small`` moves the line between the one-pass path and the big-message path."""
+    monkeypatch.setattr(line_ends, "SMALL", small)
+    monkeypatch.setattr(message, "SMALL", small)
     generator = random.Random(11)
     pieces = [b"a", b"x" * 400, b".", b"\r\n", b"\r\n", b"\r", b"\n"]
     for _ in range(5_000):
         data = b"".join(generator.choices(pieces, k=generator.randrange(0, 10)))
-        lines = crlf_lines(data)
-        if lines is not None:
-            assert message.longest_line(data, lines) == message.longest_line(data), data
+        assert message.line_shape(data) == _by_definition(data), data
+        assert message.longest_line(data) == _by_definition(data)[0], data
+        assert (message.normalise_line_ends(data) == data) == _by_definition(data)[1], data
