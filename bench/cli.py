@@ -21,8 +21,9 @@ RESULTS = Path(__file__).parent / "results"
 
 def parse_size(text: str) -> int:
     text = text.strip().lower()
-    if text.endswith("k"):
-        return int(float(text[:-1]) * 1024)
+    for suffix, unit in (("k", 1024), ("m", 1024 * 1024)):
+        if text.endswith(suffix):
+            return int(float(text[: -len(suffix)]) * unit)
     return int(text)
 
 
@@ -51,6 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--profile", action="store_true", help="py-spy the Staffetta services")
     parser.add_argument("--log-level", default="INFO", help="STAFFETTA_LOG_LEVEL of the services")
     parser.add_argument("--output", type=Path, default=RESULTS, help="folder for the JSON")
+    parser.add_argument(
+        "--big-message",
+        metavar="SIZE",
+        help="instead: relay one message of SIZE (e.g. 25m), report each service's peak RSS",
+    )
     sweep = parser.add_argument_group("sweep (--sweep)")
     sweep.add_argument("--sweep", action="store_true", help="latency per offered load step")
     sweep.add_argument("--rates", default="25,50,100,200,400", help="messages per second")
@@ -104,6 +110,14 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_sweep_command(args, stamp)
     plan = compare_plan(args, stamp)
+    if args.big_message:
+        from bench.big_message import measure, report
+
+        result = measure(plan, parse_size(args.big_message))
+        print(report(result))
+        outcome = {"mode": "big-message", "env": environment(), "result": result}
+        print(f"JSON: {write_json(args.output, f'big-message-{stamp}.json', outcome)}")
+        return 0 if result["delivered"] else 1
     document: dict[str, Any] = {"mode": "compare", "plan": plan.__dict__, "env": environment()}
     runs = run_compare(plan)
     rows = aggregate(runs)

@@ -238,3 +238,28 @@ def test_staffetta_names_the_service_that_exited() -> None:
     finally:
         system.stack = None
         system.stop()
+
+
+def test_sizes_take_k_and_m() -> None:
+    from bench.cli import parse_size
+
+    assert parse_size("50k") == 51_200
+    assert parse_size("25m") == 25 * 2**20
+    assert parse_size("1000") == 1000
+
+
+def test_big_message_report_shows_growth_per_message_size() -> None:
+    from bench import big_message
+
+    body = big_message.message_of(10 * 2**20)
+    assert abs(len(body) - 10 * 2**20) < 100 and body.endswith(b"\r\n")
+    assert big_message.peak_rss_mb(os.getpid()) > 1
+    shown = big_message.report(
+        {
+            "message_bytes": 2**20 * 10,
+            "delivered": True,
+            "seconds": 1.0,
+            "peak_rss_mb": {"router": {"before": 50.0, "after": 70.0}},
+        }
+    )
+    assert "router" in shown and "(+20, 2.0x the message)" in shown
