@@ -135,16 +135,14 @@ class IngressHandler:
             len(envelope.rcpt_tos),
             server.max_recipients,
         )
-        if reply.ok and not self._already_a_recipient(address, envelope.rcpt_tos):
-            # Like Postfix's cleanup: one copy per recipient.
-            envelope.rcpt_tos.append(address)
-            envelope.rcpt_options.extend(options)
+        if reply.ok:
+            key = normalize_address(address)
+            if key not in envelope.recipient_keys:
+                # Like Postfix's cleanup: one copy per recipient.
+                envelope.recipient_keys.add(key)
+                envelope.rcpt_tos.append(address)
+                envelope.rcpt_options.extend(options)
         return self._reject("rcpt", reply)
-
-    @staticmethod
-    def _already_a_recipient(address: str, recipients: list[str]) -> bool:
-        wanted = normalize_address(address)
-        return any(normalize_address(known) == wanted for known in recipients)
 
     async def handle_exception(self, error: Exception) -> str:
         """A bug must not look like a permanent refusal: log it, answer 451."""

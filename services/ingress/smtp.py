@@ -20,7 +20,7 @@ import time
 from typing import Any
 
 from aiosmtpd.proxy_protocol import get_proxy
-from aiosmtpd.smtp import SMTP, AuthResult, Session, syntax
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session, syntax
 
 from services.ingress import aiosmtpd_speedups, message, quota, replies
 from services.ingress.handler import IngressContext, IngressHandler
@@ -47,6 +47,18 @@ class IngressSession(Session):
     @login_data.setter
     def login_data(self, value: Any) -> None:
         pass
+
+
+class IngressEnvelope(Envelope):
+    """aiosmtpd's Envelope, plus the recipients' normalised forms for the duplicate check.
+
+    A new one comes with every transaction (after DATA and on RSET), so the set
+    never outlives the recipients it describes.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.recipient_keys: set[str] = set()
 
 
 class Account:
@@ -94,6 +106,9 @@ class IngressSMTP(SMTP):
 
     def _create_session(self) -> Session:
         return IngressSession(self.loop)
+
+    def _create_envelope(self) -> IngressEnvelope:
+        return IngressEnvelope()
 
     # -- who is talking ---------------------------------------------------
 

@@ -251,3 +251,22 @@ async def test_concurrent_sessions_each_get_their_own_message(
         assert queued.body.endswith(f"Subject: {number}\r\n\r\nbody {number}\r\n".encode())
     assert ingress.metric("staffetta_ingress_messages_total", result="accepted") == 20
     assert ingress.metric("staffetta_ingress_active_sessions") == 0
+
+
+async def test_a_second_transaction_on_the_connection_may_repeat_the_recipients(
+    start_ingress: StartIngress, incoming: Incoming
+) -> None:
+    ingress = await start_ingress()
+    client = await RawSMTP.greeted(ingress.smtp_port, ehlo="c.test")
+    for subject in (b"one", b"two"):
+        answers = await transaction(
+            client,
+            "a@s.test",
+            ["b@local.test", "B@local.test"],
+            b"Subject: " + subject + b"\r\n\r\n",
+        )
+        assert QUEUED.match(answers[-1]), answers
+    await client.command("RSET")
+    await client.close()
+    for _ in range(2):
+        assert (await incoming.get()).envelope.recipients == ["b@local.test"]
