@@ -20,6 +20,7 @@ from pamqp.body import ContentBody
 from pamqp.commands import Basic
 from pydantic import BaseModel
 
+from services.common import amqp_speedups  # noqa: F401  (installs the faster frame codecs)
 from services.common.envelope import ENVELOPE_HEADER, encode
 from services.common.topology import Topology
 
