@@ -1,11 +1,13 @@
 """Faster equivalents of the aiormq and pamqp code every message goes through.
 
-pamqp marshals any frame by walking its class's attribute list and looking a
-codec up by type name for each field, and aiormq copies the frames once more
-through a ``BytesIO``. Here the frames of the hot path (Basic.Publish, the
-content header, body frames, Basic.Ack) take a direct path; anything else,
-and any input the direct path is not sure about, goes to pamqp's own code, so
-the bytes are the same (tests compare both over many inputs, odd ones included).
+pamqp marshals and unmarshals any frame by walking each class's attribute list
+and looking a codec up by type name for each field; aiormq reads a frame in
+three awaits through a ``BytesIO`` under a lock. A relayed message pays that
+about ten times in each service. Here the few frames of the hot path
+(Basic.Publish, the content header, body frames, Basic.Ack, Basic.Deliver,
+heartbeats) take a direct path; anything else, and any input the direct path
+is not sure about, goes to pamqp's own code, so the bytes and the objects are
+the same (tests compare both over many inputs, odd ones included).
 
 Importing this module installs the patches (services.common.amqp imports it).
 """
@@ -20,14 +22,22 @@ from typing import Any
 
 import pamqp.frame
 from aiormq.abc import ChannelFrame
+from aiormq.connection import FrameReceiver
+from aiormq.exceptions import AMQPConnectionError, InvalidFrameError, ProtocolSyntaxError
 from pamqp.body import ContentBody
 from pamqp.commands import Basic, Connection
+from pamqp.exceptions import PAMQPException
 from pamqp.header import ContentHeader
+from pamqp.heartbeat import Heartbeat
+
+Received = tuple[int, int, pamqp.frame.FrameTypes]
 
 _FRAME_HEAD = struct.Struct(">BHI")  # frame type, channel, payload size
 _ACK = struct.Struct(">BHIIqBB")  # a whole Basic.Ack frame, frame end included
 _HEADER_HEAD = struct.Struct(">BHIHxxQH")  # ... class, weight, body size, property flags
+_CONTENT = struct.Struct(">HHQH")  # a received header's class, weight, body size, flags
 _LONG = struct.Struct(">I")
+_LONGLONG = struct.Struct(">q")
 _FRAME_END = b"\xce"
 _ACK_SIZE = 13  # method index, delivery tag, bits
 _PUBLISH_CACHE_MAX = 1024
@@ -40,7 +50,9 @@ _PROPERTY_KINDS = [
 
 # The originals, for the fallbacks and for the tests that compare.
 pamqp_marshal = pamqp.frame.marshal
+pamqp_unmarshal = pamqp.frame.unmarshal
 aiormq_marshall = ChannelFrame.marshall
+aiormq_get_frame = FrameReceiver.get_frame
 
 
 class _Unsure(Exception):
@@ -189,4 +201,157 @@ def marshall(
     return cls(payload=b"".join(parts), drain_future=drain_future, should_close=should_close)
 
 
+# --- unmarshalling --------------------------------------------------------
+
+
+def _string(data: bytes, offset: int) -> tuple[str, int]:
+    end = offset + 1 + data[offset]
+    if end > len(data):
+        raise _Unsure
+    return data[offset + 1 : end].decode(), end
+
+
+def _deliver(payload: bytes) -> Basic.Deliver:
+    consumer_tag, offset = _string(payload, 4)
+    (delivery_tag,) = _LONGLONG.unpack_from(payload, offset)
+    bits = payload[offset + 8]
+    exchange, offset = _string(payload, offset + 9)
+    routing_key, offset = _string(payload, offset)
+    if offset != len(payload):
+        raise _Unsure
+    frame = Basic.Deliver.__new__(Basic.Deliver)  # pamqp sets the fields unvalidated too
+    frame.consumer_tag = consumer_tag
+    frame.delivery_tag = delivery_tag
+    frame.redelivered = bits & 1 != 0
+    frame.exchange = exchange
+    frame.routing_key = routing_key
+    return frame
+
+
+def _received_table(data: bytes, offset: int) -> tuple[dict[str, Any], int]:
+    """A field table of str values (anything else is left to pamqp)."""
+    end = offset + 4 + _LONG.unpack_from(data, offset)[0]
+    if end > len(data):
+        raise _Unsure
+    offset += 4
+    table: dict[str, Any] = {}
+    while offset < end:
+        key, offset = _string(data, offset)
+        if offset >= end or data[offset] != 0x53:  # "S"
+            raise _Unsure
+        start = offset + 5
+        offset = start + _LONG.unpack_from(data, offset + 1)[0]
+        if offset > end:
+            raise _Unsure
+        table[key] = data[start:offset].decode()
+    return table, end
+
+
+def _header(payload: bytes) -> ContentHeader:
+    class_id, weight, body_size, flags = _CONTENT.unpack_from(payload)
+    if flags & 1:  # a second flag word
+        raise _Unsure
+    properties = Basic.Properties()
+    offset = 14
+    value: Any
+    for name, flag, kind in _PROPERTY_KINDS:
+        if flags & flag:
+            if kind == "shortstr":
+                value, offset = _string(payload, offset)
+            elif kind == "octet":
+                value = payload[offset]
+                offset += 1
+            elif kind == "table":
+                value, offset = _received_table(payload, offset)
+            else:
+                raise _Unsure
+            setattr(properties, name, value)
+    if offset != len(payload):
+        raise _Unsure
+    header = ContentHeader(weight, body_size, properties)
+    header.class_id = class_id
+    return header
+
+
+def _direct(frame_type: int, size: int, rest: bytes) -> pamqp.frame.FrameTypes:
+    if frame_type == 3:
+        return ContentBody(rest[:-1])
+    if frame_type == 1:
+        index = _LONG.unpack_from(rest)[0]
+        if index == Basic.Ack.index and size == _ACK_SIZE:
+            ack = Basic.Ack.__new__(Basic.Ack)
+            ack.delivery_tag = _LONGLONG.unpack_from(rest, 4)[0]
+            ack.multiple = rest[12] & 1 != 0
+            return ack
+        if index == Basic.Deliver.index:
+            return _deliver(rest[:-1])
+    elif frame_type == 2:
+        return _header(rest[:-1])
+    raise _Unsure
+
+
+def unmarshal_parts(head: bytes, rest: bytes) -> Received:
+    """``pamqp.frame.unmarshal(head + rest)`` for a frame read as its 7-byte head and the rest."""
+    frame_type, channel, size = _FRAME_HEAD.unpack(head)
+    if frame_type == 8 and size == 0:
+        return 8, channel, Heartbeat()
+    if size and len(rest) == size + 1 and rest[-1] == 0xCE:
+        try:
+            return size + 8, channel, _direct(frame_type, size, rest)
+        except Exception:
+            pass  # pamqp decodes it, or raises its own error
+    return pamqp_unmarshal(head + rest)
+
+
+def unmarshal(data: bytes) -> Received:
+    """``pamqp.frame.unmarshal`` of one whole frame (what the tests compare)."""
+    if len(data) < 7 or data[:4] == b"AMQP":
+        return pamqp_unmarshal(data)
+    return unmarshal_parts(data[:7], data[7:])
+
+
+async def get_frame(self: FrameReceiver) -> Received:
+    """aiormq's ``FrameReceiver.get_frame`` in two reads, without a BytesIO or a lock.
+
+    The lock only kept concurrent callers apart, and there is one reader. The
+    errors are the same for the same conditions, down to their messages: the
+    head is read in one call, a short read is told as aiormq's 1 + 6 reads.
+    """
+    reader = self.reader
+    if reader.at_eof():
+        del self.reader
+        raise StopAsyncIteration
+    size = -1
+    try:
+        head = await reader.readexactly(7)
+        if not self.started and head.startswith(b"AMQP"):
+            raise ProtocolSyntaxError("Unexpected AMQP protocol header")
+        self.started = True
+        size = _FRAME_HEAD.unpack(head)[2]
+        rest = await reader.readexactly(size + 1)
+    except asyncio.IncompleteReadError as e:
+        if size < 0 and e.partial:  # aiormq read the first byte on its own
+            e = asyncio.IncompleteReadError(e.partial[1:], 6)
+        elif size < 0:
+            e = asyncio.IncompleteReadError(e.partial, 1)
+        raise AMQPConnectionError(
+            "Server connection unexpectedly closed. "
+            f"Read {len(e.partial)} bytes but {e.expected} "
+            "bytes expected",
+        ) from e
+    except ConnectionRefusedError as e:
+        raise AMQPConnectionError(f"Server connection refused: {e!r}") from e
+    except ConnectionResetError as e:
+        raise AMQPConnectionError(f"Server connection reset: {e!r}") from e
+    except ConnectionError as e:
+        raise AMQPConnectionError(f"Server connection error: {e!r}") from e
+    except OSError as e:
+        raise AMQPConnectionError(f"Server communication error: {e!r}") from e
+    try:
+        return unmarshal_parts(head, rest)
+    except PAMQPException as e:
+        raise InvalidFrameError(str(e)) from e
+
+
 ChannelFrame.marshall = classmethod(marshall)  # type: ignore[method-assign,assignment]
+FrameReceiver.get_frame = get_frame  # type: ignore[method-assign]
