@@ -4,35 +4,17 @@ survives the connection being cut."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 
 from services.common.amqp import Broker, BrokerUnavailable, InboundMessage
-from services.common.envelope import DeliveryJob, decode, new_queue_id
+from services.common.envelope import DeliveryJob, decode
 from services.common.topology import Topology
-from tests.support.amqp import AMQP_URL, delete_queues_at, unique_prefix
+from tests.integration.common.conftest import job
+from tests.support.amqp import AMQP_URL
 from tests.support.tcpproxy import TcpProxy
 
 pytestmark = pytest.mark.broker
-
-
-@pytest.fixture
-async def topology() -> AsyncIterator[Topology]:
-    topology = Topology(unique_prefix(), (1.0, 2.0))
-    yield topology
-    await delete_queues_at(AMQP_URL, (spec.name for spec in topology.queues()))
-
-
-def job() -> DeliveryJob:
-    return DeliveryJob(
-        queue_id=new_queue_id(),
-        sender="s@src.test",
-        recipients=["a@example.test"],
-        route="relay",
-        domain="example.test",
-        accepted_at=0.0,
-    )
 
 
 async def test_a_published_message_arrives_with_its_envelope_body_and_id(

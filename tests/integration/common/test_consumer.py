@@ -5,36 +5,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import AsyncIterator
 
 import pytest
 from prometheus_client import CollectorRegistry
 
 from services.common.amqp import Broker, InboundMessage
 from services.common.consumer import ConsumerService, QueueConsumer
-from services.common.envelope import DeliveryJob, new_queue_id
 from services.common.topology import Topology
-from tests.support.amqp import AMQP_URL, delete_queues_at, unique_prefix, wait_for
+from tests.integration.common.conftest import job
+from tests.support.amqp import AMQP_URL, wait_for
 
 pytestmark = pytest.mark.broker
-
-
-@pytest.fixture
-async def topology() -> AsyncIterator[Topology]:
-    topology = Topology(unique_prefix(), (1.0, 2.0))
-    yield topology
-    await delete_queues_at(AMQP_URL, (spec.name for spec in topology.queues()))
-
-
-def job() -> DeliveryJob:
-    return DeliveryJob(
-        queue_id=new_queue_id(),
-        sender="s@src.test",
-        recipients=["a@example.test"],
-        route="relay",
-        domain="example.test",
-        accepted_at=0.0,
-    )
 
 
 async def test_consumes_runs_background_jobs_and_stops_in_order(topology: Topology) -> None:
