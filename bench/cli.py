@@ -53,6 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="INFO", help="STAFFETTA_LOG_LEVEL of the services")
     parser.add_argument("--output", type=Path, default=RESULTS, help="folder for the JSON")
     parser.add_argument(
+        "--cpu-profile",
+        action="store_true",
+        help="instead: one Staffetta run per size with every service under cProfile (CPU clock)",
+    )
+    parser.add_argument(
         "--big-message",
         metavar="SIZE",
         help="instead: relay one message of SIZE (e.g. 25m), report each service's peak RSS",
@@ -110,6 +115,18 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_sweep_command(args, stamp)
     plan = compare_plan(args, stamp)
+    if args.cpu_profile:
+        from bench.cpu_profile import measure as profile_run
+        from bench.cpu_profile import report as profile_report
+
+        profiles = []
+        for size in plan.sizes:
+            profiled = profile_run(plan, size, args.output / f"cpu-profile-{stamp}" / str(size))
+            print(profile_report(profiled), flush=True)
+            profiles.append(profiled)
+        document_ = {"mode": "cpu-profile", "env": environment(), "results": profiles}
+        print(f"JSON: {write_json(args.output, f'cpu-profile-{stamp}.json', document_)}")
+        return 0
     if args.big_message:
         from bench.big_message import measure, report
 

@@ -126,17 +126,26 @@ class Staffetta:
         env["STAFFETTA_REMOTE_SMTP_PORT"] = str(sink_port)
         return env
 
-    def start(self, sink_host: str, sink_port: int) -> None:
-        kind = Stack if self.loop is None else LoopStack
-        self.stack = kind(
+    def _new_stack(self, kind: type[Stack], extra_env: dict[str, str]) -> Stack:
+        return kind(
             self.folder,
-            extra_env=self._env(sink_host, sink_port),
+            extra_env=extra_env,
             delivery_replicas=self.delivery_replicas,
             prefix=f"bench-{uuid.uuid4().hex[:8]}",
         )
+
+    def make_stack(self, extra_env: dict[str, str]) -> Stack:
+        """The stack this system runs (a subclass may start its services differently)."""
+        if self.loop is None:
+            return self._new_stack(Stack, extra_env)
+        stack = self._new_stack(LoopStack, extra_env)
+        assert isinstance(stack, LoopStack)
+        stack.loop = self.loop
+        return stack
+
+    def start(self, sink_host: str, sink_port: int) -> None:
+        self.stack = self.make_stack(self._env(sink_host, sink_port))
         self.port = self.stack.smtp_port
-        if isinstance(self.stack, LoopStack) and self.loop is not None:
-            self.stack.loop = self.loop
         self.stack.start(timeout=60)
 
     def groups(self) -> dict[str, list[int]]:

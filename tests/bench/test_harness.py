@@ -263,3 +263,30 @@ def test_big_message_report_shows_growth_per_message_size() -> None:
         }
     )
     assert "router" in shown and "(+20, 2.0x the message)" in shown
+
+
+def test_cpu_profile_summary_counts_per_message(tmp_path: Path) -> None:
+    import cProfile
+    import time
+
+    from bench import cpu_profile
+
+    def busy() -> int:
+        return sum(range(20_000))
+
+    profiler = cProfile.Profile(time.process_time)
+    profiler.enable()
+    for _ in range(10):
+        busy()
+    profiler.disable()
+    path = tmp_path / "router-1.prof"
+    profiler.dump_stats(str(path))
+
+    found = cpu_profile.summarise(path, messages=5)
+    assert found["cpu_seconds"] > 0
+    busy_rows = [row for row in found["own"] if row["function"].startswith("busy ")]
+    assert busy_rows and busy_rows[0]["calls_per_message"] == 2.0
+    shown = cpu_profile.report(
+        {"size": 1024, "messages": 5, "folder": str(tmp_path), "services": {"router-1": found}}
+    )
+    assert "router-1:" in shown and "busy (" in shown
