@@ -21,6 +21,7 @@ from pamqp.commands import Basic
 from pydantic import BaseModel
 
 from services.common import amqp_speedups  # noqa: F401  (installs the faster frame codecs)
+from services.common.acks import AckBatcher
 from services.common.envelope import ENVELOPE_HEADER, encode
 from services.common.topology import Topology
 
@@ -76,16 +77,18 @@ class InboundMessage:
     consume-and-ack's CPU, for the three fields the workers read.
     """
 
-    __slots__ = ("_channel", "_delivery_tag", "_settled", "body", "headers", "message_id")
+    __slots__ = ("_acks", "_channel", "_delivery_tag", "_settled", "body", "headers", "message_id")
 
-    def __init__(self, delivered: DeliveredMessage) -> None:
+    def __init__(self, delivered: DeliveredMessage, acks: AckBatcher) -> None:
         properties = delivered.header.properties
         self.body: bytes = delivered.body
         self.headers: dict[str, Any] = properties.headers or {}
         self.message_id: str | None = properties.message_id
         self._channel = delivered.channel
         self._delivery_tag: int = delivered.delivery_tag or 0
+        self._acks = acks
         self._settled = False
+        acks.delivered(self._delivery_tag)
 
     def _settle(self) -> None:
         # A second answer for one delivery tag would make the broker close the channel.
@@ -94,16 +97,19 @@ class InboundMessage:
         self._settled = True
 
     async def ack(self) -> None:
+        """Done with it: the ack leaves within a few milliseconds, with others (see acks)."""
         self._settle()
-        await self._channel.basic_ack(self._delivery_tag)
+        self._acks.ack(self._delivery_tag)
 
     async def nack(self, requeue: bool = True) -> None:
         self._settle()
         await self._channel.basic_nack(self._delivery_tag, requeue=requeue)
+        self._acks.answered_alone(self._delivery_tag)
 
     async def reject(self, requeue: bool = False) -> None:
         self._settle()
         await self._channel.basic_reject(self._delivery_tag, requeue=requeue)
+        self._acks.answered_alone(self._delivery_tag)
 
 
 class Broker:
@@ -126,13 +132,12 @@ class Broker:
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractRobustChannel | None = None
         # queue -> (its callback, the consumer tag on the current channel)
-        self._consumers: dict[
-            str, tuple[Callable[[DeliveredMessage], Coroutine[Any, Any, None]], str]
-        ] = {}
+        self._consumers: dict[str, tuple[OnDelivery, str]] = {}
         self._in_flight: set[asyncio.Task[None]] = set()
         self._idle = asyncio.Event()
         self._idle.set()
         self._accepting = True
+        self._acks: AckBatcher | None = None  # of the channel the consumers are on
 
     @classmethod
     def from_settings(cls, settings: Settings, topology: Topology | None = None) -> Broker:
@@ -240,7 +245,7 @@ class Broker:
             raise BrokerUnavailable("not connected to the broker")
 
         async def on_message(delivered: DeliveredMessage) -> None:
-            message = InboundMessage(delivered)
+            message = InboundMessage(delivered, self._acks_of(delivered.channel))
             if not self._accepting:
                 # Draining: hand the message straight back for another consumer.
                 with contextlib.suppress(*BROKER_ERRORS):
@@ -265,6 +270,13 @@ class Broker:
                     self._idle.set()
 
         self._consumers[queue] = (on_message, await self._start_consumer(queue, on_message))
+
+    def _acks_of(self, channel: aiormq.abc.AbstractChannel) -> AckBatcher:
+        """The batcher of the channel a delivery came on (a new one after a reconnect:
+        the acks still held for the old channel died with it)."""
+        if self._acks is None or self._acks.channel is not channel:
+            self._acks = AckBatcher(channel)
+        return self._acks
 
     async def _start_consumer(self, queue: str, callback: OnDelivery) -> str:
         assert self._channel is not None
@@ -298,8 +310,15 @@ class Broker:
         self._consumers.clear()
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._idle.wait(), grace)
+        await self._send_acks()
+
+    async def _send_acks(self) -> None:
+        """The acks still held: sent now, or the broker delivers those messages again."""
+        if self._acks is not None:
+            await self._acks.close()
 
     async def close(self) -> None:
+        await self._send_acks()
         if self._connection is not None:
             with contextlib.suppress(Exception):
                 await self._connection.close()

@@ -86,8 +86,41 @@ async def test_the_consumer_comes_back_after_the_connection_is_cut(topology: Top
         proxy = await TcpProxy(5672, proxy.port).start()
         after = job()
         await publisher.publish(topology.delivery, b"2", after, message_id=after.queue_id)
-        assert await asyncio.wait_for(received.get(), 20) == after.queue_id
+        # The first message's ack may still have been held (acks leave in batches,
+        # services.common.acks) when the connection was cut: then the broker delivers
+        # it again, before the new one. At least once, never lost.
+        seen = [await asyncio.wait_for(received.get(), 20)]
+        if seen[0] == before.queue_id:
+            seen.append(await asyncio.wait_for(received.get(), 20))
+        assert seen[-1] == after.queue_id, seen
     finally:
         await broker.close()
         await publisher.close()
         await proxy.close()
+
+
+async def test_held_acks_reach_the_broker_when_the_consumer_stops(topology: Topology) -> None:
+    broker = Broker(AMQP_URL, topology)
+    publisher = Broker(AMQP_URL, topology)
+    handled: asyncio.Queue[str | None] = asyncio.Queue()
+
+    async def handle(message: InboundMessage) -> None:
+        await message.ack()
+        await handled.put(message.message_id)
+
+    await publisher.connect()
+    await broker.connect()
+    try:
+        await broker.consume(topology.delivery, handle)
+        for number in range(20):
+            await publisher.publish(topology.delivery, b"x", job(), message_id=f"m{number}")
+        for _ in range(20):
+            await asyncio.wait_for(handled.get(), 10)
+        await broker.drain()  # the SIGTERM path: the last acks leave here
+    finally:
+        await broker.close()
+    try:
+        # Unacked messages would be ready again now that the consumer is gone.
+        assert await publisher.queue_depth(topology.delivery) == (0, 0)
+    finally:
+        await publisher.close()
