@@ -275,7 +275,7 @@ class Broker:
         """The batcher of the channel a delivery came on (a new one after a reconnect:
         the acks still held for the old channel died with it)."""
         if self._acks is None or self._acks.channel is not channel:
-            self._acks = AckBatcher(channel)
+            self._acks = AckBatcher(channel, max_held=max(1, self._prefetch // 2))
         return self._acks
 
     async def _start_consumer(self, queue: str, callback: OnDelivery) -> str:

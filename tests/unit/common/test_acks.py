@@ -104,3 +104,20 @@ async def test_the_batcher_sends_within_its_window_and_on_close() -> None:
     batcher.ack(3)
     await batcher.close()  # the SIGTERM path: no wait for the window
     assert channel.sent == [(2, True), (3, True)]
+
+
+async def test_a_full_half_of_the_prefetch_is_sent_without_waiting() -> None:
+    channel = Channel()
+    batcher = AckBatcher(channel, window=60.0, max_held=3)
+    for tag in range(1, 7):
+        batcher.delivered(tag)
+    batcher.ack(1)
+    batcher.ack(2)
+    await asyncio.sleep(0)
+    assert channel.sent == []  # under the limit: waits for the (long) window
+    batcher.ack(3)
+    batcher.ack(4)  # a second ack before the send ran: still one send
+    await asyncio.sleep(0)
+    assert channel.sent == [(4, True)]
+    await batcher.close()
+    assert channel.sent == [(4, True)]
