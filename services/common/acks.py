@@ -100,6 +100,9 @@ class AckBatcher:
         self._timer: asyncio.TimerHandle | None = None
         self._send_scheduled = False
         self._sending: set[asyncio.Task[None]] = set()
+        # One flush at a time: a second one could otherwise settle, with its multiple
+        # ack, a tag the first is about to ack alone (the broker closes the channel).
+        self._flushing = asyncio.Lock()
 
     def delivered(self, tag: int) -> None:
         self._pending.delivered(tag)
@@ -132,14 +135,15 @@ class AckBatcher:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        highest, alone = self._pending.take()
-        try:
-            if highest is not None:
-                await self.channel.basic_ack(highest, multiple=True)
-            for tag in alone:
-                await self.channel.basic_ack(tag)
-        except Exception as exc:  # the channel is gone: the broker delivers them again
-            log.warning("acks not sent", extra={"event": "ack_failed", "error": str(exc)})
+        async with self._flushing:
+            highest, alone = self._pending.take()
+            try:
+                if highest is not None:
+                    await self.channel.basic_ack(highest, multiple=True)
+                for tag in alone:
+                    await self.channel.basic_ack(tag)
+            except Exception as exc:  # the channel is gone: the broker delivers them again
+                log.warning("acks not sent", extra={"event": "ack_failed", "error": str(exc)})
 
     async def close(self) -> None:
         """Send what is acked; wait for sends already started."""

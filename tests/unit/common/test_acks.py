@@ -121,3 +121,27 @@ async def test_a_full_half_of_the_prefetch_is_sent_without_waiting() -> None:
     assert channel.sent == [(4, True)]
     await batcher.close()
     assert channel.sent == [(4, True)]
+
+
+class SlowChannel(Channel):
+    """Each ack takes a loop turn to leave, as aiormq's does while the socket drains."""
+
+    async def basic_ack(self, delivery_tag: int, multiple: bool = False) -> None:
+        await asyncio.sleep(0)
+        self.sent.append((delivery_tag, multiple))
+
+
+async def test_flushes_never_overtake_one_another() -> None:
+    channel = SlowChannel()
+    batcher = AckBatcher(channel, window=60.0)
+    for tag in (1, 2, 3, 4):
+        batcher.delivered(tag)
+    batcher.ack(1)
+    batcher.ack(3)
+    batcher.ack(4)
+    first = asyncio.create_task(batcher.flush())  # 1 multiple, then 3 and 4 alone
+    await asyncio.sleep(0)
+    batcher.ack(2)
+    await batcher.flush()  # must not send "2 multiple" between 3 and 4
+    await first
+    assert channel.sent == [(1, True), (3, False), (4, False), (2, True)]
