@@ -290,3 +290,11 @@ def test_cpu_profile_summary_counts_per_message(tmp_path: Path) -> None:
         {"size": 1024, "messages": 5, "folder": str(tmp_path), "services": {"router-1": found}}
     )
     assert "router-1:" in shown and "busy (" in shown
+
+
+def test_free_port_never_hands_out_a_port_twice_in_one_process() -> None:
+    from tests.support import stack
+
+    ports = [stack.free_port() for _ in range(2_000)]
+    assert len(set(ports)) == len(ports)
+    assert all(stack.LOWEST_PORT <= port < stack._EPHEMERAL_FLOOR for port in ports)

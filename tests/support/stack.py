@@ -39,6 +39,7 @@ def _ephemeral_floor() -> int:
 LOWEST_PORT = 10000
 _EPHEMERAL_FLOOR = _ephemeral_floor()
 _ports = random.SystemRandom()
+_handed_out: set[int] = set()  # by free_port, in this process
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -49,14 +50,19 @@ def free_port(host: str = "127.0.0.1") -> int:
     outgoing connection also takes its local port: smtp-source's thousands of sessions
     in the benchmark took one that way and a service failed to start. Below that range
     only explicit binds compete, and a random pick makes two runs meeting unlikely.
+    Within this process a port is never handed out twice: two picks for one stack
+    could otherwise both find the same port free before either service binds it.
     """
     for _ in range(500):
         port = _ports.randrange(LOWEST_PORT, _EPHEMERAL_FLOOR)
+        if port in _handed_out:
+            continue
         with socket.socket() as probe:
             try:
                 probe.bind((host, port))
             except OSError:
                 continue
+            _handed_out.add(port)
             return port
     raise OSError(f"no free port on {host} in {LOWEST_PORT}-{_EPHEMERAL_FLOOR - 1}")
 
