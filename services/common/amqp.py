@@ -16,7 +16,6 @@ import aio_pika
 import aiormq
 from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
 from aiormq.abc import DeliveredMessage
-from pamqp.body import ContentBody
 from pamqp.commands import Basic
 from pydantic import BaseModel
 
@@ -43,26 +42,6 @@ BROKER_ERRORS: tuple[type[BaseException], ...] = (
     aio_pika.exceptions.AMQPException,
     RuntimeError,
 )
-
-
-def _split_body_in_views(self: aiormq.Channel, body: bytes) -> list[ContentBody]:
-    """aiormq's ``Channel._split_body``, with the frames as views of the body.
-
-    aiormq copies a big body into frame-sized pieces, then each piece into the
-    frame buffer: a 25 MiB message cost three times its size while it was sent.
-    Views give the same frames (a test compares the bytes) with one copy less.
-    """
-    if not body:
-        return []
-    size = self.max_content_size
-    if len(body) < size:
-        return [ContentBody(body)]
-    view = memoryview(body)
-    return [ContentBody(view[start : start + size]) for start in range(0, len(body), size)]  # type: ignore[arg-type]
-
-
-aiormq_split_body = aiormq.Channel._split_body  # the original, for the test that compares
-aiormq.Channel._split_body = _split_body_in_views  # type: ignore[method-assign]
 
 
 class BrokerUnavailable(Exception):

@@ -8,7 +8,7 @@ import aiormq
 import pamqp.frame
 import pytest
 
-from services.common import amqp
+from services.common import amqp_speedups
 
 FRAME = 131_064  # what aiormq's max_content_size is for RabbitMQ's frame_max of 128 KiB
 
@@ -18,7 +18,7 @@ def wire(frames: list[object]) -> bytes:
 
 
 def test_the_patch_is_installed() -> None:
-    assert aiormq.Channel._split_body is amqp._split_body_in_views
+    assert aiormq.Channel._split_body is amqp_speedups._split_body_in_views
 
 
 @pytest.mark.parametrize(
@@ -27,8 +27,8 @@ def test_the_patch_is_installed() -> None:
 def test_same_frames_as_aiormq(size: int) -> None:
     channel = SimpleNamespace(max_content_size=FRAME)
     body = bytes(range(256)) * (size // 256) + bytes(size % 256)
-    ours = amqp._split_body_in_views(channel, body)  # type: ignore[arg-type]
-    theirs = amqp.aiormq_split_body(channel, body)  # type: ignore[arg-type]
+    ours = amqp_speedups._split_body_in_views(channel, body)  # type: ignore[arg-type]
+    theirs = amqp_speedups.aiormq_split_body(channel, body)  # type: ignore[arg-type]
     assert len(ours) == len(theirs)
     assert wire(ours) == wire(theirs)
     assert b"".join(bytes(frame.value) for frame in ours) == body
