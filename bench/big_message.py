@@ -9,22 +9,21 @@ wire buffer.
 
 from __future__ import annotations
 
+import argparse
 import smtplib
 import time
 from pathlib import Path
 from typing import Any
 
 from bench.compare import ComparePlan, make_system, serving
+from bench.procstat import parse_status_kb
 
 _LINE = b"La de da de da 1. La de da de da 2. La de da de da 3. La de da de da 4.\r\n"
 
 
 def peak_rss_mb(pid: int) -> float:
     """VmHWM of a process, in MB (2**20 bytes)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise ValueError(f"no VmHWM for {pid}")
+    return parse_status_kb(Path(f"/proc/{pid}/status").read_text(), "VmHWM") / 1024
 
 
 def message_of(size: int) -> bytes:
@@ -69,3 +68,13 @@ def report(result: dict[str, Any]) -> str:
             f"  (+{grown:.0f}, {grown / size_mb:.1f}x the message)"
         )
     return "\n".join(lines)
+
+
+def run_big_message_command(args: argparse.Namespace, plan: ComparePlan, stamp: str) -> int:
+    from bench.cli import environment, parse_size, write_json
+
+    result = measure(plan, parse_size(args.big_message))
+    print(report(result))
+    document = {"mode": "big-message", "env": environment(), "result": result}
+    print(f"JSON: {write_json(args.output, f'big-message-{stamp}.json', document)}")
+    return 0 if result["delivered"] else 1

@@ -116,25 +116,13 @@ def main(argv: list[str] | None = None) -> int:
         return run_sweep_command(args, stamp)
     plan = compare_plan(args, stamp)
     if args.cpu_profile:
-        from bench.cpu_profile import measure as profile_run
-        from bench.cpu_profile import report as profile_report
+        from bench.cpu_profile import run_cpu_profile_command
 
-        profiles = []
-        for size in plan.sizes:
-            profiled = profile_run(plan, size, args.output / f"cpu-profile-{stamp}" / str(size))
-            print(profile_report(profiled), flush=True)
-            profiles.append(profiled)
-        document_ = {"mode": "cpu-profile", "env": environment(), "results": profiles}
-        print(f"JSON: {write_json(args.output, f'cpu-profile-{stamp}.json', document_)}")
-        return 0
+        return run_cpu_profile_command(args, plan, stamp)
     if args.big_message:
-        from bench.big_message import measure, report
+        from bench.big_message import run_big_message_command
 
-        result = measure(plan, parse_size(args.big_message))
-        print(report(result))
-        outcome = {"mode": "big-message", "env": environment(), "result": result}
-        print(f"JSON: {write_json(args.output, f'big-message-{stamp}.json', outcome)}")
-        return 0 if result["delivered"] else 1
+        return run_big_message_command(args, plan, stamp)
     document: dict[str, Any] = {"mode": "compare", "plan": plan.__dict__, "env": environment()}
     runs = run_compare(plan)
     rows = aggregate(runs)

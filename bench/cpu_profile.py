@@ -18,10 +18,10 @@ and our own functions by inclusive time, both per message.
 
 from __future__ import annotations
 
+import argparse
 import cProfile
 import importlib
 import pstats
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -41,11 +41,8 @@ class CpuProfiledProcess(ServiceProcess):
 
     profile_path: Path = Path("service.prof")
 
-    def start(self) -> None:
-        log = self.log_path.open("ab")
-        command = [sys.executable, "-m", "bench.cpu_profile", str(self.profile_path), self.name]
-        self.process = subprocess.Popen(command, env=self.env, stdout=log, stderr=log)
-        log.close()
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "bench.cpu_profile", str(self.profile_path), self.name]
 
 
 class CpuProfiledStack(Stack):
@@ -164,6 +161,19 @@ def report(result: dict[str, Any]) -> str:
             for row in found["ours_inclusive"]
         ]
     return "\n".join(lines)
+
+
+def run_cpu_profile_command(args: argparse.Namespace, plan: ComparePlan, stamp: str) -> int:
+    from bench.cli import environment, write_json
+
+    results = []
+    for size in plan.sizes:
+        result = measure(plan, size, args.output / f"cpu-profile-{stamp}" / str(size))
+        print(report(result), flush=True)
+        results.append(result)
+    document = {"mode": "cpu-profile", "env": environment(), "results": results}
+    print(f"JSON: {write_json(args.output, f'cpu-profile-{stamp}.json', document)}")
+    return 0
 
 
 def main(argv: list[str]) -> int:

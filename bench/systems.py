@@ -63,11 +63,8 @@ class LoopServiceProcess(ServiceProcess):
 
     loop: str = "asyncio"
 
-    def start(self) -> None:
-        log = self.log_path.open("ab")
-        command = [sys.executable, "-m", "bench.loop_cli", self.loop, self.name]
-        self.process = subprocess.Popen(command, env=self.env, stdout=log, stderr=log)
-        log.close()
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "bench.loop_cli", self.loop, self.name]
 
 
 class LoopStack(Stack):
