@@ -47,8 +47,7 @@ def split_address(address: str) -> tuple[str, str]:
 
 def normalize_address(address: str) -> str:
     """The form used for table look-ups: local part lower-cased, domain normalised."""
-    local, domain = split_address(address)
-    return f"{local.lower()}@{domain}" if domain else local.lower()
+    return parse_address(address)[2]
 
 
 def parse_address(address: str) -> tuple[str, str, str]:
