@@ -170,6 +170,20 @@ def test_aiosmtpd_filters_every_dir_by_a_hook_prefix() -> None:
     assert len(filtered) == len(dir_calls)
 
 
+def test_aiosmtpd_uses_only_the_inspect_functions_of_the_stand_in() -> None:
+    """install replaces aiosmtpd.smtp's ``inspect`` with a namespace of two functions."""
+    tree = ast.parse(Path(aiosmtpd.smtp.__file__).read_text())
+    used = {
+        node.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "inspect"
+    }
+    assert used, "aiosmtpd no longer uses inspect: the stand-in can go"
+    assert used <= {"getmembers", "signature"}
+
+
 def test_cached_signature_is_the_bound_signature() -> None:
     first, second = Hooks(), Hooks()
     assert aiosmtpd_speedups.cached_signature(first.handle_EHLO) == inspect.signature(
@@ -186,16 +200,26 @@ def test_cached_signature_tells_a_bound_method_from_its_function() -> None:
 
 
 def test_sanitized_log_skips_only_what_the_logger_drops(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     logger = logging.getLogger("mail.log")
     line = b"AUTH PLAIN c2VjcmV0\r\n"
+    aiosmtpds = aiosmtpd_speedups._sanitized_log
+    masked: list[str] = []  # the messages aiosmtpd's masking was run for
+
+    def masking(func: Any, msg: str, *args: Any, **kwargs: Any) -> None:
+        masked.append(msg)
+        aiosmtpds(func, msg, *args, **kwargs)
+
+    monkeypatch.setattr(aiosmtpd_speedups, "_sanitized_log", masking)
     with caplog.at_level(logging.WARNING, logger="mail.log"):
         aiosmtpd_speedups.sanitized_log(logger.info, "%r >> %r", "peer", line)
     assert caplog.records == []
+    assert masked == []  # skipped, not only dropped by the logger
     with caplog.at_level(logging.DEBUG, logger="mail.log"):
         aiosmtpd_speedups.sanitized_log(logger.debug, "readline: %r", line)
-        aiosmtpd_speedups._sanitized_log(logger.debug, "readline: %r", line)  # aiosmtpd's
+        aiosmtpds(logger.debug, "readline: %r", line)
+    assert masked == ["readline: %r"]
     ours, theirs = (record.getMessage() for record in caplog.records)
     assert ours == theirs
     assert "c2VjcmV0" not in ours and "********" in ours
