@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterable
 import aio_pika
 from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
 
+from services.common.envelope import DeliveryJob, new_queue_id
+
 AMQP_URL = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
 
@@ -79,3 +81,15 @@ async def message_count(connection: AbstractConnection, queue: str) -> int:
         return int(declared.declaration_result.message_count or 0)
     finally:
         await channel.close()
+
+
+def delivery_job() -> DeliveryJob:
+    """A relay job with a fresh queue id, for tests that only need something to send."""
+    return DeliveryJob(
+        queue_id=new_queue_id(),
+        sender="s@src.test",
+        recipients=["a@example.test"],
+        route="relay",
+        domain="example.test",
+        accepted_at=0.0,
+    )

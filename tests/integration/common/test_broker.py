@@ -10,8 +10,7 @@ import pytest
 from services.common.amqp import Broker, BrokerUnavailable, InboundMessage
 from services.common.envelope import DeliveryJob, decode
 from services.common.topology import Topology
-from tests.integration.common.conftest import job
-from tests.support.amqp import AMQP_URL
+from tests.support.amqp import AMQP_URL, delivery_job
 from tests.support.tcpproxy import TcpProxy
 
 pytestmark = pytest.mark.broker
@@ -30,7 +29,7 @@ async def test_a_published_message_arrives_with_its_envelope_body_and_id(
 
     try:
         await broker.consume(topology.delivery, handle)
-        sent = job()
+        sent = delivery_job()
         body = b"Subject: x\r\n\r\n" + bytes(range(256)) * 1200  # three AMQP body frames
         await broker.publish(topology.delivery, body, sent, message_id=sent.queue_id)
         got_body, got_job, got_id = await asyncio.wait_for(received.get(), 10)
@@ -53,7 +52,7 @@ async def test_a_rejected_message_is_redelivered_after_a_nack(topology: Topology
 
     try:
         await broker.consume(topology.delivery, handle)
-        sent = job()
+        sent = delivery_job()
         await broker.publish(topology.delivery, b"x", sent, message_id=sent.queue_id)
         first = await asyncio.wait_for(seen.get(), 10)
         second = await asyncio.wait_for(seen.get(), 10)
@@ -76,7 +75,7 @@ async def test_the_consumer_comes_back_after_the_connection_is_cut(topology: Top
         await broker.connect()
         await publisher.connect()
         await broker.consume(topology.delivery, handle)
-        before = job()
+        before = delivery_job()
         await publisher.publish(topology.delivery, b"1", before, message_id=before.queue_id)
         assert await asyncio.wait_for(received.get(), 10) == before.queue_id
 
@@ -84,7 +83,7 @@ async def test_the_consumer_comes_back_after_the_connection_is_cut(topology: Top
         with pytest.raises(BrokerUnavailable):
             await broker.publish(topology.delivery, b"x", before, message_id="lost")
         proxy = await TcpProxy(5672, proxy.port).start()
-        after = job()
+        after = delivery_job()
         await publisher.publish(topology.delivery, b"2", after, message_id=after.queue_id)
         # The first message's ack may still have been held (acks leave in batches,
         # services.common.acks) when the connection was cut: then the broker delivers
@@ -113,7 +112,9 @@ async def test_held_acks_reach_the_broker_when_the_consumer_stops(topology: Topo
     try:
         await broker.consume(topology.delivery, handle)
         for number in range(20):
-            await publisher.publish(topology.delivery, b"x", job(), message_id=f"m{number}")
+            await publisher.publish(
+                topology.delivery, b"x", delivery_job(), message_id=f"m{number}"
+            )
         for _ in range(20):
             await asyncio.wait_for(handled.get(), 10)
         await broker.drain()  # the SIGTERM path: the last acks leave here

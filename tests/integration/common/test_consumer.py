@@ -12,8 +12,7 @@ from prometheus_client import CollectorRegistry
 from services.common.amqp import Broker, InboundMessage
 from services.common.consumer import ConsumerService, QueueConsumer
 from services.common.topology import Topology
-from tests.integration.common.conftest import job
-from tests.support.amqp import AMQP_URL, wait_for
+from tests.support.amqp import AMQP_URL, delivery_job, wait_for
 
 pytestmark = pytest.mark.broker
 
@@ -54,7 +53,7 @@ async def test_consumes_runs_background_jobs_and_stops_in_order(topology: Topolo
     sender = Broker(AMQP_URL, topology)
     await sender.connect()
     try:
-        await sender.publish(topology.delivery, b"body", job(), message_id="m1")
+        await sender.publish(topology.delivery, b"body", delivery_job(), message_id="m1")
         await asyncio.wait_for(handler_started.wait(), 10)
         stopping = asyncio.create_task(consumer.stop())
         await wait_for(lambda: not consumer.ready, 5, "the consumer to stop being ready")
