@@ -15,10 +15,10 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 
 from services.common.line_ends import SMALL, crlf_lines, crlf_throughout
+from services.ingress.policy import CONTROL_CHARACTER
 
 _BARE_LINE_END = re.compile(rb"\r(?!\n)|(?<!\r)\n")
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f()\[\]\\]")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _MAX_HELO_IN_HEADER = 255
 
 
@@ -120,7 +120,7 @@ def received_header(trace: Trace) -> bytes:
     literal = f"IPv6:{address}" if ":" in address else address
     lines = [f"Received: from {helo} (unknown [{literal}])"]
     if trace.tls:
-        lines.append(f"\t(using {_CONTROL.sub('?', trace.tls)})")
+        lines.append(f"\t(using {CONTROL_CHARACTER.sub('?', trace.tls)})")
     if trace.user:
         lines.append(f"\t(Authenticated sender: {_clean(trace.user)})")
     lines.append(f"\tby {trace.hostname} (Staffetta) with {trace.protocol} id {trace.queue_id}")

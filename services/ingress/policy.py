@@ -111,12 +111,12 @@ def check_recipient(
     return replies.RECIPIENT_OK
 
 
-_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
+CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")  # C0 (NUL, CR, LF, TAB, ...) or DEL
 
 
 def has_control_character(text: str) -> bool:
     """Any C0 control character (NUL, CR, LF, TAB, ...) or DEL in ``text``?"""
-    return _CONTROL_CHARACTER.search(text) is not None
+    return CONTROL_CHARACTER.search(text) is not None
 
 
 def check_sender(address: str) -> Reply:
