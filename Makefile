@@ -1,6 +1,7 @@
 # Staffetta — developer commands. `make run` and `make test` are the quickstart.
 SHELL := /bin/bash
 VENV := .venv
+BENCH_VENV := .venv-bench
 UV := $(shell command -v uv 2>/dev/null || echo .tools/uv/bin/uv)
 PYTEST_ARGS ?=
 
@@ -51,8 +52,11 @@ format: install
 	$(VENV)/bin/ruff check --fix .
 
 ## bench: throughput and latency against Postfix (prints a table, never fails on speed)
+##   Staffetta runs on a PGO/LTO-built CPython, as in the image (scripts/bench-python.sh;
+##   BENCH_PYTHON=/path/to/python chooses another), from its own environment, .venv-bench
 bench: install broker test-tools
-	$(VENV)/bin/python -m bench $(BENCH_ARGS)
+	UV_PROJECT_ENVIRONMENT=$(BENCH_VENV) $(UV) sync --frozen --quiet --python "$$(scripts/bench-python.sh)"
+	$(BENCH_VENV)/bin/python -m bench $(BENCH_ARGS)
 
 ## dashboard: regenerate the Grafana dashboard JSON shipped in the chart
 dashboard: install
@@ -64,4 +68,4 @@ rules-test:
 	promtool test rules deploy/observability/rules-test.yaml
 
 clean:
-	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache var
+	rm -rf $(VENV) $(BENCH_VENV) .tools .mypy_cache .ruff_cache .pytest_cache var

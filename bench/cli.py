@@ -8,7 +8,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import platform
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -93,10 +95,18 @@ def environment() -> dict[str, Any]:
     return {
         "host": platform.node(),
         "python": platform.python_version(),
-        "cpus": len(__import__("os").sched_getaffinity(0)),
-        "load_average": list(__import__("os").getloadavg()),
+        # The services run on this interpreter (sys.executable): its build matters.
+        "python_executable": sys.executable,
+        "python_build": sys.version,
+        "cpus": len(os.sched_getaffinity(0)),
+        "load_average": list(os.getloadavg()),
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+
+
+def interpreter_line() -> str:
+    """Which CPython runs the services: its build (PGO/LTO or not) moves the result."""
+    return f"Python {platform.python_version()} ({os.path.realpath(sys.executable)})"
 
 
 def write_json(folder: Path, name: str, document: dict[str, Any]) -> Path:
@@ -124,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_big_message_command(args, plan, stamp)
     document: dict[str, Any] = {"mode": "compare", "plan": plan.__dict__, "env": environment()}
+    print(f"Staffetta's services run on {interpreter_line()}")
     runs = run_compare(plan)
     rows = aggregate(runs)
     ratio_rows = ratios(rows)
