@@ -103,8 +103,14 @@ def _command(*args: bytes) -> bytes:
     return b" ".join(args) + b"\r\n"
 
 
-def dot_stuffed(body: bytes) -> bytes:
-    """The body as aiosmtplib's execute_data_command sends it: CRLF, dots doubled, "."."""
+def dot_stuffed(body: bytes, wire_ready: bool = False) -> bytes:
+    """The body as aiosmtplib's execute_data_command sends it: CRLF, dots doubled, ".".
+
+    ``wire_ready``: the ingress found CRLF line ends throughout and no line starting
+    with "." (``DeliveryJob.wire_ready``), so there is nothing to check or double.
+    """
+    if wire_ready:
+        return (body if body.endswith(b"\r\n") else body + b"\r\n") + b".\r\n"
     if crlf_throughout(body):
         # CRLF throughout, as the ingress stores every message: two C-speed passes
         # instead of two regex passes (1.3 ms of delivery CPU for a 50 KB message).

@@ -37,7 +37,8 @@ from services.delivery.smtp_client import ClientConfig, Target, send
 from services.delivery.transcript import HostVerdict, Transcript, judge
 
 Sender = Callable[
-    [Target, str, Sequence[str], bytes, ClientConfig, ConnectionPool | None], Awaitable[Transcript]
+    [Target, str, Sequence[str], bytes, ClientConfig, ConnectionPool | None, bool],
+    Awaitable[Transcript],
 ]
 
 
@@ -117,7 +118,7 @@ class Relay:
         batch = pending
         for _ in range(MAX_TRANSACTIONS_PER_HOST):
             transcript = await self._send(
-                target, job.sender, batch, body, self._config.client, self.pool
+                target, job.sender, batch, body, self._config.client, self.pool, job.wire_ready
             )
             self._count(transcript)
             verdict = judge(transcript, batch)

@@ -116,12 +116,14 @@ async def send(
     body: bytes,
     config: ClientConfig,
     pool: ConnectionPool | None = None,
+    wire_ready: bool = False,
 ) -> Transcript:
     """Deliver over a cached session to ``target`` if one is idle, else over a new one.
 
     With opportunistic TLS a failed handshake is retried once in plaintext.
+    ``wire_ready``: ``body`` can follow DATA as it is (see ``DeliveryJob.wire_ready``).
     """
-    envelope = _Envelope(sender, recipients, body)
+    envelope = _Envelope(sender, recipients, body, wire_ready)
     key: PoolKey = (target.host, target.address, target.port, config.tls, config.username)
     while pool is not None and (cached := pool.take(key)) is not None:
         transcript = Transcript(remote_mta=target.remote_mta, tls=cached.tls, reused=True)
@@ -159,6 +161,7 @@ class _Envelope:
     sender: str
     recipients: Sequence[str]
     body: bytes
+    wire_ready: bool = False
 
 
 @dataclass
@@ -407,7 +410,7 @@ async def _pipelined_replies(
     if data.code == 354:
         # RFC 2920 3.1: with no recipient accepted the server should have refused
         # DATA; if it did not, end the empty message with "." and ignore its reply.
-        protocol.write(dot_stuffed(envelope.body) if accepted else b".\r\n")
+        protocol.write(dot_stuffed(envelope.body, envelope.wire_ready) if accepted else b".\r\n")
         data = await next_reply(protocol, config.timeouts.data)
     if accepted:
         transcript.data_reply = SmtpReply(data.code, data.message)

@@ -163,7 +163,7 @@ class IngressHandler:
         raw: bytes = envelope.original_content or b""
         if b"\x00" in raw:
             return replies.BAD_DATA
-        body = raw if server.data_in_crlf else message.normalise_line_ends(raw)
+        body = raw if envelope.data_in_crlf else message.normalise_line_ends(raw)
         queue_id = new_queue_id()
         sender = "" if envelope.mail_from == "<>" else str(envelope.mail_from)
         recipients = [str(item) for item in envelope.rcpt_tos]
@@ -188,6 +188,8 @@ class IngressHandler:
             helo=helo,
             authenticated_user=client.user,
             received_headers=message.count_received(body),
+            # The Received: line we add starts with a letter, so it keeps this true.
+            wire_ready=envelope.data_wire_ready,
         )
         data = message.received_header(trace) + body
         # From here only ``data`` is needed: a 25 MiB message is held once, not three times.

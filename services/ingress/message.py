@@ -25,6 +25,11 @@ _MAX_HELO_IN_HEADER = 255
 DATA_END = b"\r\n.\r\n"  # a line holding one dot ends the data (RFC 5321 4.1.1.4)
 
 
+def has_dot_lines(data: bytes) -> bool:
+    """Does a line of ``data`` start with "."? Lines end in CRLF, as in SMTP."""
+    return data.startswith(b".") or b"\r\n." in data
+
+
 def unstuff(data: bytes) -> bytes:
     """RFC 5321 4.5.2: drop the first dot of every line that starts with one."""
     if data.startswith(b"."):

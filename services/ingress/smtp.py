@@ -50,15 +50,18 @@ class IngressSession(Session):
 
 
 class IngressEnvelope(Envelope):
-    """aiosmtpd's Envelope, plus the recipients' normalised forms for the duplicate check.
+    """aiosmtpd's Envelope, plus what the ingress learns about the transaction on the way.
 
-    A new one comes with every transaction (after DATA and on RSET), so the set
-    never outlives the recipients it describes.
+    A new one comes with every transaction (after DATA and on RSET), so none of it
+    outlives the message it describes.
     """
 
     def __init__(self) -> None:
         super().__init__()
-        self.recipient_keys: set[str] = set()
+        self.recipient_keys: set[str] = set()  # normalised recipients, for the duplicate check
+        self.data_in_crlf = False  # the DATA's line ends are all CRLF already
+        # ... and no line starts with ".": the body can follow DATA as it is, unstuffed
+        self.data_wire_ready = False
 
 
 class Account:
@@ -102,7 +105,6 @@ class IngressSMTP(SMTP):
         self._counted_address: str | None = None
         self._greeted = False
         self._in_ehlo = False
-        self.data_in_crlf = False  # this DATA's line ends are all CRLF already
         self._idle_deadline = 0.0  # loop time after which the session is idle
         self._idle_timer_set = False
 
@@ -463,8 +465,15 @@ class IngressSMTP(SMTP):
         elif longest > self.line_length_limit:
             status = "500 Line too long (see RFC5321 4.5.3.1.6)"
         else:
-            self.envelope.content = self.envelope.original_content = message.unstuff(data)
-            self.data_in_crlf = in_crlf
+            envelope = self.envelope
+            assert isinstance(envelope, IngressEnvelope)  # _create_envelope makes no other
+            # A line that starts with "." reached us with one more (RFC 5321 4.5.2), so
+            # the wire form has one exactly when the message does: one search answers
+            # both whether to unstuff and whether delivery must stuff again.
+            dotted = message.has_dot_lines(data)
+            envelope.content = envelope.original_content = message.unstuff(data) if dotted else data
+            envelope.data_in_crlf = in_crlf
+            envelope.data_wire_ready = in_crlf and not dotted
             del data  # the envelope holds the message now: one copy, not two, while it is queued
             status = await self._call_handler_hook("DATA")  # IngressHandler always has it
         self._set_post_data_state()  # type: ignore[no-untyped-call]

@@ -160,6 +160,7 @@ def _job(message: AcceptedMessage, recipients: list[str], route: Route, domain: 
         domain=domain,
         accepted_at=message.accepted_at,
         received_headers=message.received_headers,
+        wire_ready=message.wire_ready,
     )
 
 

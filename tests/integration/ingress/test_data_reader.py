@@ -134,3 +134,35 @@ async def test_connection_lost_during_data_queues_nothing(
     await survivor.close()
     assert without_trace((await incoming.get()).body) == b"Subject: ok\r\n\r\n"
     assert await incoming.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("sent", "wire_ready"),
+    [
+        (b"Subject: plain\r\n\r\nno line starts with a dot\r\nend. .\r\n", True),
+        (b"Subject: dotted\r\n\r\n..a line that starts with a dot\r\n", False),
+        (b"..first line\r\nSubject: x\r\n\r\nbody\r\n", False),
+        (b"Subject: bare\n\nline ends\r\n", False),
+        # A bare CR before a dot: normalising it makes a line that starts with "."
+        (b"Subject: cr\r\n\r\nbefore\r.after\r\n", False),
+    ],
+)
+async def test_wire_ready_says_whether_delivery_may_skip_the_checks(
+    start_ingress: StartIngress, incoming: Incoming, sent: bytes, wire_ready: bool
+) -> None:
+    """The flag delivery trusts to send the body as it is: set only when true of the
+    body that was queued (Received: header included), checked here against it."""
+    ingress = await start_ingress()
+    client = await RawSMTP.greeted(ingress.smtp_port)
+    answers = await transaction(client, "a@s.test", ["b@local.test"], sent)
+    assert answers[-1].startswith(QUEUED), answers
+    await client.close()
+    queued = await incoming.get()
+    assert queued.envelope.wire_ready is wire_ready
+    # Never set when untrue (a bare line end in DATA clears it even when normalising
+    # them leaves no dot line: the flag is only worth one search).
+    outside_crlf = queued.body.replace(b"\r\n", b"")
+    crlf_only = b"\r" not in outside_crlf and b"\n" not in outside_crlf
+    no_dot_lines = not any(line.startswith(b".") for line in queued.body.split(b"\r\n"))
+    if wire_ready:
+        assert crlf_only and no_dot_lines and queued.body.endswith(b"\r\n")

@@ -37,3 +37,21 @@ def test_same_bytes_on_random_crlf_bodies() -> None:
     for _ in range(2000):
         body = b"".join(chooser.choice(pieces) for _ in range(chooser.randrange(0, 12)))
         assert dot_stuffed(body) == aiosmtplib_way(body), body
+
+
+def test_a_wire_ready_body_goes_as_it_is() -> None:
+    """What the ingress flags (CRLF only, no line starting with ".") needs no stuffing:
+    the flag's short cut sends exactly what the full path sends."""
+    pieces = [b"a", b"\r\n", b" ", b"x.y", b"end.", b"\r\n\r\n"]
+    chooser = random.Random(11)
+    checked = 0
+    for _ in range(2000):
+        body = b"".join(chooser.choice(pieces) for _ in range(chooser.randrange(0, 12)))
+        if body.startswith(b".") or b"\r\n." in body:
+            continue
+        checked += 1
+        assert dot_stuffed(body, wire_ready=True) == aiosmtplib_way(body), body
+    assert checked > 1000
+    assert dot_stuffed(b"no line end at the end", wire_ready=True) == (
+        b"no line end at the end\r\n.\r\n"
+    )

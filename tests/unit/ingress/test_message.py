@@ -157,3 +157,21 @@ def test_line_shape_agrees_with_the_definitions_at_every_size(
         assert message.line_shape(data) == _by_definition(data), data
         assert message.longest_line(data) == _by_definition(data)[0], data
         assert (message.normalise_line_ends(data) == data) == _by_definition(data)[1], data
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (b"", False),
+        (b".", True),
+        (b".x\r\n", True),
+        (b"x\r\n.y\r\n", True),
+        (b"x.\r\ny. .\r\n", False),
+        (b"x\n.y\n", False),  # not SMTP lines: only CRLF ends one
+        (b"x\r\n\r\n..\r\n", True),
+    ],
+)
+def test_has_dot_lines(data: bytes, expected: bool) -> None:
+    assert message.has_dot_lines(data) is expected
+    # It says whether unstuffing changes anything.
+    assert (message.unstuff(data) != data) is expected

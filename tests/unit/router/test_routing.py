@@ -61,6 +61,15 @@ def test_jobs_carry_the_message_identity() -> None:
     assert [job.route for job in plan.jobs] == ["local", "relay"]
 
 
+def test_jobs_carry_the_ingress_body_flag() -> None:
+    for wire_ready in (True, False):
+        message = accepted("bob@local.test", "carol@remote.test").model_copy(
+            update={"wire_ready": wire_ready}
+        )
+        plan = route_message(message, directory())
+        assert [job.wire_ready for job in plan.jobs] == [wire_ready, wire_ready]
+
+
 def test_null_sender_is_carried_unchanged() -> None:
     plan = route_message(accepted("bob@local.test", sender=""), directory())
     assert plan.jobs[0].sender == ""
