@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.broker import CHART_SCHEDULERS, broker_schedulers
 from bench.compare import ComparePlan, run_compare
 from bench.results import aggregate, ratios, table
 
@@ -53,6 +54,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds to wait per phase")
     parser.add_argument("--profile", action="store_true", help="py-spy the Staffetta services")
     parser.add_argument("--log-level", default="INFO", help="STAFFETTA_LOG_LEVEL of the services")
+    parser.add_argument(
+        "--broker-schedulers",
+        type=int,
+        default=CHART_SCHEDULERS,
+        help="RabbitMQ's online Erlang schedulers during the bench, as the chart sets them "
+        f"(default {CHART_SCHEDULERS}; 0 leaves the broker as it is)",
+    )
     parser.add_argument("--output", type=Path, default=RESULTS, help="folder for the JSON")
     parser.add_argument(
         "--cpu-profile",
@@ -120,6 +128,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    with broker_schedulers(args.broker_schedulers) as online:
+        print(f"RabbitMQ's Erlang schedulers online: {online if online is not None else '?'}")
+        return run_mode(args, stamp, online)
+
+
+def run_mode(args: argparse.Namespace, stamp: str, broker_online: int | None) -> int:
     if args.sweep:
         from bench.sweep import run_sweep_command
 
@@ -133,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         from bench.big_message import run_big_message_command
 
         return run_big_message_command(args, plan, stamp)
-    document: dict[str, Any] = {"mode": "compare", "plan": plan.__dict__, "env": environment()}
+    env = {**environment(), "broker_schedulers_online": broker_online}
+    document: dict[str, Any] = {"mode": "compare", "plan": plan.__dict__, "env": env}
     print(f"Staffetta's services run on {interpreter_line()}")
     runs = run_compare(plan)
     rows = aggregate(runs)

@@ -298,3 +298,28 @@ def test_free_port_never_hands_out_a_port_twice_in_one_process() -> None:
     ports = [stack.free_port() for _ in range(2_000)]
     assert len(set(ports)) == len(ports)
     assert all(stack.LOWEST_PORT <= port < stack._EPHEMERAL_FLOOR for port in ports)
+
+
+def test_broker_scheduler_answers_are_parsed_strictly() -> None:
+    from bench.broker import parse_count
+
+    assert parse_count("2") == 2
+    assert parse_count(None) is None
+    assert parse_count("{badrpc,nodedown}") is None
+    assert parse_count("") is None
+
+
+@pytest.mark.skipif(shutil.which("rabbitmqctl") is None, reason="needs the local RabbitMQ")
+def test_broker_schedulers_are_set_for_the_block_and_put_back() -> None:
+    from bench.broker import broker_schedulers, schedulers_online
+
+    before = schedulers_online()
+    if before is None:
+        pytest.skip("rabbitmqctl cannot reach the local node")
+    with broker_schedulers(1) as online:
+        assert online == 1
+        assert schedulers_online() == 1
+    assert schedulers_online() == before
+    with broker_schedulers(0) as online:  # 0: left as it is
+        assert online == before
+    assert schedulers_online() == before

@@ -95,6 +95,21 @@ def test_minimal_scenario() -> None:
     assert "rabbitmq_prometheus" in rabbitmq["enabled_plugins"]
 
 
+def test_standalone_broker_runs_the_schedulers_it_is_given() -> None:
+    """One Erlang scheduler by default, as the bench measures it; 0 leaves Erlang's own."""
+
+    def erl_args(*extra: str) -> str | None:
+        broker = render("minimal", *extra).get("StatefulSet", name("rabbitmq"))
+        (container,) = broker["spec"]["template"]["spec"]["containers"]
+        found = [e["value"] for e in container["env"] if e["name"].endswith("ADDITIONAL_ERL_ARGS")]
+        assert len(found) <= 1
+        return str(found[0]) if found else None
+
+    assert erl_args() == "+S 1:1"
+    assert erl_args("--set", "rabbitmq.standalone.schedulers=4") == "+S 4:4"
+    assert erl_args("--set", "rabbitmq.standalone.schedulers=0") is None
+
+
 def test_production_scenario() -> None:
     manifests = render("production")
     kinds = workload_kinds(manifests)
