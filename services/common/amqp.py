@@ -21,6 +21,7 @@ from pydantic import BaseModel
 
 from services.common import amqp_speedups  # noqa: F401  (installs the faster frame codecs)
 from services.common.acks import AckBatcher
+from services.common.amqp_speedups import BodyParts as BodyParts  # for publishers
 from services.common.envelope import ENVELOPE_HEADER, encode
 from services.common.topology import Topology
 
@@ -167,7 +168,7 @@ class Broker:
     async def publish(
         self,
         queue: str,
-        body: bytes,
+        body: bytes | BodyParts,
         envelope: BaseModel,
         *,
         message_id: str,
@@ -189,7 +190,11 @@ class Broker:
             async with asyncio.timeout(self._publish_timeout):
                 channel = await self._channel.get_underlay_channel()
                 confirmation = await channel.basic_publish(
-                    body, routing_key=queue, properties=properties, mandatory=True
+                    # A BodyParts is cut into frames by amqp_speedups' _split_body.
+                    body,  # type: ignore[arg-type]
+                    routing_key=queue,
+                    properties=properties,
+                    mandatory=True,
                 )
         except BROKER_ERRORS as exc:
             raise BrokerUnavailable(f"publish to {queue} not confirmed: {exc}") from exc

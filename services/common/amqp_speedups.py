@@ -8,7 +8,9 @@ about ten times in each service. Here the few frames of the hot path
 heartbeats) take a direct path; anything else, and any input the direct path
 is not sure about, goes to pamqp's own code, so the bytes and the objects are
 the same (tests compare both over many inputs, odd ones included). Big bodies
-are cut into frames as views, not copies.
+are cut into frames as views, not copies, and a big message's frames go to the
+socket as a list of buffers (``writelines``) instead of being joined into one:
+a 25 MiB message is then held once, not twice, while it is published.
 
 Importing this module installs the patches (services.common.amqp imports it).
 """
@@ -64,21 +66,79 @@ class _Unsure(Exception):
 
 # --- body frames ----------------------------------------------------------
 
+# From this size on a message's frames are written as a list of buffers, not joined.
+JOIN_LIMIT = 1 << 20
 
-def _split_body_in_views(self: aiormq.Channel, body: bytes) -> list[ContentBody]:
+
+class BodyParts:
+    """A message body published as consecutive pieces, never joined into one bytes.
+
+    The ingress publishes its ``Received:`` line and the client's message this way,
+    so a big message is not copied to put 200 bytes in front of it. ``len()`` is
+    the body's size (aiormq's ``basic_publish`` puts it in the content header).
+    """
+
+    __slots__ = ("parts",)
+
+    def __init__(self, *parts: bytes | bytearray) -> None:
+        self.parts = parts
+
+    def __len__(self) -> int:
+        return sum(map(len, self.parts))
+
+    def __bytes__(self) -> bytes:
+        return b"".join(self.parts)
+
+    @classmethod
+    def of(cls, *parts: bytes | bytearray) -> bytes | BodyParts:
+        """The pieces joined when that is cheap (one body frame, as any message), as a
+        :class:`BodyParts` from ``JOIN_LIMIT`` on, where the copy would cost memory."""
+        if sum(map(len, parts)) < JOIN_LIMIT:
+            return b"".join(parts)
+        return cls(*parts)
+
+
+def _split_body_in_views(
+    self: aiormq.Channel, body: bytes | bytearray | BodyParts
+) -> list[ContentBody]:
     """aiormq's ``Channel._split_body``, with the frames as views of the body.
 
     aiormq copies a big body into frame-sized pieces, then each piece into the
     frame buffer: a 25 MiB message cost three times its size while it was sent.
     Views give the same frames (a test compares the bytes) with one copy less.
+    A :class:`BodyParts` gives the frames of its pieces, in order: a frame may
+    end early where a piece ends (AMQP only asks the frames to add up to the
+    body size), so nothing is copied to fill it.
     """
+    if isinstance(body, BodyParts):
+        return [frame for part in body.parts if part for frame in _split_body_in_views(self, part)]
     if not body:
         return []
     size = self.max_content_size
-    if len(body) < size:
+    if len(body) < size and type(body) is bytes:
         return [ContentBody(body)]
-    view = memoryview(body)
+    view = memoryview(body)  # a bytearray (the ingress's message) is always cut in views
     return [ContentBody(view[start : start + size]) for start in range(0, len(body), size)]  # type: ignore[arg-type]
+
+
+class FrameBuffers(list[Any]):
+    """A ``ChannelFrame.payload`` left as a list of buffers: see :func:`_write`."""
+
+
+_stream_write = asyncio.StreamWriter.write
+
+
+def _write(self: asyncio.StreamWriter, data: Any) -> None:
+    """``StreamWriter.write``, but :class:`FrameBuffers` go out with ``writelines``.
+
+    aiormq's writer passes each ``ChannelFrame.payload`` to ``write``; a big
+    message's payload is a :class:`FrameBuffers`, which the transport (uvloop's
+    too) sends as it is, holding references, not a joined copy.
+    """
+    if type(data) is FrameBuffers:
+        self.writelines(data)
+    else:
+        _stream_write(self, data)
 
 
 # --- marshalling ----------------------------------------------------------
@@ -220,7 +280,14 @@ def marshall(
         if isinstance(frame, Connection.CloseOk):
             should_close = True
         parts.append(pamqp_marshal(frame, channel_number))
-    return cls(payload=b"".join(parts), drain_future=drain_future, should_close=should_close)
+    return cls(payload=_payload(parts), drain_future=drain_future, should_close=should_close)
+
+
+def _payload(parts: list[Any]) -> Any:
+    """The frames joined; for a big message left as buffers (see :class:`FrameBuffers`)."""
+    if len(parts) > 3 and sum(map(len, parts)) >= JOIN_LIMIT:
+        return FrameBuffers(parts)
+    return b"".join(parts)
 
 
 # --- unmarshalling --------------------------------------------------------
@@ -376,5 +443,6 @@ async def get_frame(self: FrameReceiver) -> Received:
 
 
 aiormq.Channel._split_body = _split_body_in_views  # type: ignore[method-assign]
+asyncio.StreamWriter.write = _write  # type: ignore[method-assign]
 ChannelFrame.marshall = classmethod(marshall)  # type: ignore[method-assign,assignment]
 FrameReceiver.get_frame = get_frame  # type: ignore[method-assign]
