@@ -9,12 +9,15 @@ finds every line end (CR, LF or CRLF) in one pass, and the lengths tell which.
 
 from __future__ import annotations
 
+# What is checked: bytes, or the ingress's receive buffer (a bytearray) as it is.
+Data = bytes | bytearray
+
 # Up to this size a body's lines may be held as objects (about 1.5 times the
 # body while they live); a bigger one is scanned without them.
 SMALL = 1 << 20
 
 
-def crlf_lines(data: bytes) -> list[bytes] | None:
+def crlf_lines(data: Data) -> list[bytes] | list[bytearray] | None:
     """The lines of ``data``, line ends dropped, if every line end is CRLF; else None.
 
     ``splitlines`` breaks at CRLF, lone CR and lone LF alike. A CRLF is two bytes
@@ -30,7 +33,7 @@ def crlf_lines(data: bytes) -> list[bytes] | None:
     return lines
 
 
-def crlf_throughout(data: bytes) -> bool:
+def crlf_throughout(data: Data) -> bool:
     """Is every line end in ``data`` a CRLF (no bare CR, no bare LF)?"""
     if len(data) <= SMALL:
         return crlf_lines(data) is not None

@@ -24,7 +24,7 @@ import aiosmtplib
 from aiosmtplib.protocol import SMTPProtocol
 
 from services.delivery.connections import Connection, ConnectionPool, PoolKey
-from services.delivery.pipelining import dot_stuffed, envelope_commands, next_reply
+from services.delivery.pipelining import data_pieces, envelope_commands, next_reply
 from services.delivery.replies import SmtpReply
 from services.delivery.transcript import Transcript
 
@@ -410,7 +410,8 @@ async def _pipelined_replies(
     if data.code == 354:
         # RFC 2920 3.1: with no recipient accepted the server should have refused
         # DATA; if it did not, end the empty message with "." and ignore its reply.
-        protocol.write(dot_stuffed(envelope.body, envelope.wire_ready) if accepted else b".\r\n")
+        for piece in data_pieces(envelope.body, envelope.wire_ready) if accepted else [b".\r\n"]:
+            protocol.write(piece)
         data = await next_reply(protocol, config.timeouts.data)
     if accepted:
         transcript.data_reply = SmtpReply(data.code, data.message)

@@ -59,6 +59,9 @@ class IngressEnvelope(Envelope):
     def __init__(self) -> None:
         super().__init__()
         self.recipient_keys: set[str] = set()  # normalised recipients, for the duplicate check
+        # The message as received (unstuffed). Not aiosmtpd's ``content``: for a big
+        # message this is the receive buffer itself, a bytearray, not a bytes copy.
+        self.data: bytes | bytearray = b""
         self.data_in_crlf = False  # the DATA's line ends are all CRLF already
         # ... and no line starts with ".": the body can follow DATA as it is, unstuffed
         self.data_wire_ready = False
@@ -471,7 +474,7 @@ class IngressSMTP(SMTP):
             # the wire form has one exactly when the message does: one search answers
             # both whether to unstuff and whether delivery must stuff again.
             dotted = message.has_dot_lines(data)
-            envelope.content = envelope.original_content = message.unstuff(data) if dotted else data
+            envelope.data = message.unstuff(data) if dotted else data
             envelope.data_in_crlf = in_crlf
             envelope.data_wire_ready = in_crlf and not dotted
             del data  # the envelope holds the message now: one copy, not two, while it is queued
@@ -481,7 +484,7 @@ class IngressSMTP(SMTP):
         # Refused before the hook: the transaction ends here (after the hook, a no-op).
         self.end_transaction(accepted=False)
 
-    async def _read_data(self) -> bytes | None:
+    async def _read_data(self) -> bytearray | None:
         """The data up to the line holding one dot (the CRLF before it kept), or None
         when it went over the size limit (then read to its end and dropped)."""
         reader = self._reader
@@ -515,8 +518,11 @@ class IngressSMTP(SMTP):
         size = dropped + end  # the bytes before the end marker's CRLF, less our leading CRLF
         if dropped or (limit and size > limit):
             return None
-        with memoryview(buffer) as view:  # one copy: slicing the bytearray would make two
-            return bytes(view[2 : end + 2])
+        # The message is the buffer itself, cut in place: bytes() of it would hold a
+        # 25 MiB message twice. (Cutting the front moves a start offset, not the data.)
+        del buffer[end + 2 :]
+        del buffer[:2]
+        return buffer
 
 
 def base64_decode(text: str) -> bytes:

@@ -8,7 +8,7 @@ import time
 from email.message import Message
 
 from tests.e2e.conftest import LOCAL_DOMAIN, StackFactory
-from tests.e2e.mail import build, send
+from tests.e2e.mail import build, send, subject_of
 from tests.support.mx_server import MxServers
 from tests.support.stack import Stack, wait_until
 
@@ -57,6 +57,21 @@ def test_relay_reaches_the_primary_mx_and_a_mixed_message_reaches_all(
     assert primary[1].recipients == ["dave@remote1.test"]
     assert other[0].recipients == ["erin@remote2.test"]
     assert mx[1].messages == []  # the backup was never needed
+
+
+def test_messages_over_a_mib_are_relayed_byte_for_byte(stack: Stack, mx: MxServers) -> None:
+    """Past 1 MiB the ingress publishes its Received: line and the message as two
+    pieces, every hop writes the frames unjoined, and delivery sends a wire-ready
+    body as it is; a body with dot lines still goes through dot-stuffing."""
+    line = b"0123456789" * 7 + b"\r\n"
+    plain = b"Subject: big plain\r\n\r\n" + line * 40_000  # about 2.8 MiB
+    dotted = b"Subject: big dotted\r\n\r\n" + (line + b".leading dot\r\n") * 20_000
+    for data in (plain, dotted):
+        send(stack.smtp_port, "app@client.test", ["bob@remote1.test"], data)
+    received = mx[0].wait_for_messages(2, timeout=60)
+    by_subject = {subject_of(message.data): message.data for message in received}
+    assert by_subject["big plain"].endswith(plain)
+    assert by_subject["big dotted"].endswith(dotted)
 
 
 def test_temporary_failures_are_retried_through_the_retry_queue(

@@ -55,3 +55,17 @@ def test_a_wire_ready_body_goes_as_it_is() -> None:
     assert dot_stuffed(b"no line end at the end", wire_ready=True) == (
         b"no line end at the end\r\n.\r\n"
     )
+
+
+def test_data_pieces_send_a_big_wire_ready_body_unjoined() -> None:
+    from services.common.line_ends import SMALL
+    from services.delivery.pipelining import data_pieces
+
+    big = b"x" * 70 + b"\r\n"
+    body = big * (SMALL // len(big) + 1)
+    pieces = data_pieces(body, wire_ready=True)
+    assert pieces[0] is body  # the received bytes themselves, not a copy
+    assert b"".join(pieces) == dot_stuffed(body, wire_ready=True) == aiosmtplib_way(body)
+    # Small, or not flagged: one piece, one write.
+    assert data_pieces(b"a\r\n", wire_ready=True) == [b"a\r\n.\r\n"]
+    assert data_pieces(body, wire_ready=False) == [aiosmtplib_way(body)]
