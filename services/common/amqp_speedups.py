@@ -25,7 +25,7 @@ from typing import Any
 
 import aiormq
 import pamqp.frame
-from aiormq.abc import ChannelFrame
+from aiormq.abc import ChannelFrame, DeliveredMessage
 from aiormq.connection import FrameReceiver
 from aiormq.exceptions import AMQPConnectionError, InvalidFrameError, ProtocolSyntaxError
 from pamqp.body import ContentBody
@@ -437,11 +437,107 @@ async def get_frame(self: FrameReceiver) -> Received:
     except OSError as e:
         raise AMQPConnectionError(f"Server communication error: {e!r}") from e
     try:
-        return unmarshal_parts(head, rest)
+        received = unmarshal_parts(head, rest)
     except PAMQPException as e:
         raise InvalidFrameError(str(e)) from e
+    if type(received[2]) is Basic.Deliver:
+        return _with_content(reader, received)
+    return received
 
 
+# --- a delivery in one piece ----------------------------------------------
+#
+# aiormq hands every frame of a delivered message (Basic.Deliver, its content
+# header, its body frames) from the connection's reader task to the channel's
+# through an asyncio.Queue, then assembles the body in a BytesIO: three queue
+# passes and three dispatches per message. RabbitMQ writes a message's frames
+# together, so they are usually all in the reader's buffer when the Deliver is
+# decoded: then they are taken with it, and the channel gets one frame.
+
+
+_DELIVER_FIELDS: tuple[str, ...] = tuple(Basic.Deliver.__slots__)
+
+
+class DeliverWithContent(Basic.Deliver):
+    """A Basic.Deliver that arrived with its whole content (see :func:`_with_content`)."""
+
+    content_header: ContentHeader
+    body: bytes
+
+
+def _content_in_buffer(
+    buffer: bytearray, channel: int
+) -> tuple[ContentHeader, bytes, int] | None:
+    """The content header and body that start ``buffer``, for ``channel``, with the
+    number of bytes they take; None unless they are all there, well formed and on
+    the direct path (then the frames are left where they are, for aiormq)."""
+    if len(buffer) < 7:
+        return None
+    kind, on, size = _FRAME_HEAD.unpack_from(buffer)
+    end = 7 + size
+    if kind != 2 or on != channel or len(buffer) <= end or buffer[end] != 0xCE:
+        return None
+    try:
+        header = _header(bytes(buffer[7:end]))
+    except Exception:
+        return None
+    pieces: list[tuple[int, int]] = []
+    offset = end + 1
+    left = header.body_size
+    while left > 0:
+        if len(buffer) < offset + 7:
+            return None
+        kind, on, size = _FRAME_HEAD.unpack_from(buffer, offset)
+        end = offset + 7 + size
+        if kind != 3 or on != channel or len(buffer) <= end or buffer[end] != 0xCE:
+            return None
+        pieces.append((offset + 7, end))
+        left -= size
+        offset = end + 1
+    with memoryview(buffer) as view:
+        body = b"".join([view[start:stop] for start, stop in pieces])
+    return header, body, offset
+
+
+def _with_content(reader: asyncio.StreamReader, received: Received) -> Received:
+    """``received`` (a Basic.Deliver) as a :class:`DeliverWithContent` when its content
+    is already in the reader's buffer, taken out of it; else as it is."""
+    weight, channel, deliver = received
+    buffer: bytearray = reader._buffer  # type: ignore[attr-defined]
+    content = _content_in_buffer(buffer, channel)
+    if content is None:
+        return received
+    header, body, taken = content
+    del buffer[:taken]
+    reader._maybe_resume_transport()  # type: ignore[attr-defined]  # as readexactly does
+    whole = DeliverWithContent.__new__(DeliverWithContent)
+    for field in _DELIVER_FIELDS:  # slots: consumer_tag, delivery_tag, redelivered, ...
+        setattr(whole, field, getattr(deliver, field))
+    whole.content_header = header
+    whole.body = body
+    return weight, channel, whole
+
+
+async def _on_deliver_frame(self: aiormq.Channel, frame: Basic.Deliver) -> None:
+    """aiormq's ``Channel._on_deliver_frame``; a :class:`DeliverWithContent` needs no
+    more frames from the channel's queue."""
+    if type(frame) is not DeliverWithContent:
+        return await aiormq_on_deliver_frame(self, frame)
+    message = DeliveredMessage(
+        delivery=frame, header=frame.content_header, body=frame.body, channel=self
+    )
+    if frame.consumer_tag is None:
+        aiormq.channel.log.warning("Frame %r has no consumer tag", frame)
+        return None
+    consumer = self.consumers.get(frame.consumer_tag)
+    if consumer is not None:
+        task = self.create_task(consumer(message))
+        task.add_done_callback(self._on_consumer_done)
+    return None
+
+
+aiormq_on_deliver_frame = aiormq.Channel._on_deliver_frame
+aiormq.Channel._on_deliver_frame = _on_deliver_frame  # type: ignore[method-assign]
 aiormq.Channel._split_body = _split_body_in_views  # type: ignore[method-assign]
 asyncio.StreamWriter.write = _write  # type: ignore[method-assign]
 ChannelFrame.marshall = classmethod(marshall)  # type: ignore[method-assign,assignment]
