@@ -465,9 +465,7 @@ class DeliverWithContent(Basic.Deliver):
     body: bytes
 
 
-def _content_in_buffer(
-    buffer: bytearray, channel: int
-) -> tuple[ContentHeader, bytes, int] | None:
+def _content_in_buffer(buffer: bytearray, channel: int) -> tuple[ContentHeader, bytes, int] | None:
     """The content header and body that start ``buffer``, for ``channel``, with the
     number of bytes they take; None unless they are all there, well formed and on
     the direct path (then the frames are left where they are, for aiormq)."""
