@@ -86,9 +86,6 @@ class BodyParts:
     def __len__(self) -> int:
         return sum(map(len, self.parts))
 
-    def __bytes__(self) -> bytes:
-        return b"".join(self.parts)
-
     @classmethod
     def of(cls, *parts: bytes | bytearray) -> bytes | BodyParts:
         """The pieces joined when that is cheap (one body frame, as any message), as a
@@ -285,6 +282,7 @@ def marshall(
 
 def _payload(parts: list[Any]) -> Any:
     """The frames joined; for a big message left as buffers (see :class:`FrameBuffers`)."""
+    # A publish with a body has five parts or more; acks and the like are not summed.
     if len(parts) > 3 and sum(map(len, parts)) >= JOIN_LIMIT:
         return FrameBuffers(parts)
     return b"".join(parts)
@@ -465,35 +463,42 @@ class DeliverWithContent(Basic.Deliver):
     body: bytes
 
 
+def _frame_end(buffer: bytearray, offset: int, kind: int, channel: int) -> int | None:
+    """Where the payload of the ``kind`` frame for ``channel`` at ``offset`` ends (its
+    frame-end octet), or None unless that whole frame is in ``buffer``."""
+    if len(buffer) < offset + 7:
+        return None
+    found, on, size = _FRAME_HEAD.unpack_from(buffer, offset)
+    end: int = offset + 7 + size
+    if found != kind or on != channel or len(buffer) <= end or buffer[end] != 0xCE:
+        return None
+    return end
+
+
 def _content_in_buffer(buffer: bytearray, channel: int) -> tuple[ContentHeader, bytes, int] | None:
     """The content header and body that start ``buffer``, for ``channel``, with the
     number of bytes they take; None unless they are all there, well formed and on
     the direct path (then the frames are left where they are, for aiormq)."""
-    if len(buffer) < 7:
+    end = _frame_end(buffer, 0, 2, channel)
+    if end is None:
         return None
-    kind, on, size = _FRAME_HEAD.unpack_from(buffer)
-    end = 7 + size
-    if kind != 2 or on != channel or len(buffer) <= end or buffer[end] != 0xCE:
-        return None
-    try:
-        header = _header(bytes(buffer[7:end]))
-    except Exception:
-        return None
-    pieces: list[tuple[int, int]] = []
-    offset = end + 1
-    left = header.body_size
-    while left > 0:
-        if len(buffer) < offset + 7:
-            return None
-        kind, on, size = _FRAME_HEAD.unpack_from(buffer, offset)
-        end = offset + 7 + size
-        if kind != 3 or on != channel or len(buffer) <= end or buffer[end] != 0xCE:
-            return None
-        pieces.append((offset + 7, end))
-        left -= size
-        offset = end + 1
     with memoryview(buffer) as view:
-        body = b"".join([view[start:stop] for start, stop in pieces])
+        try:
+            header = _header(view[7:end].tobytes())
+        except Exception:
+            return None
+        pieces: list[memoryview] = []
+        offset = end + 1
+        left = header.body_size
+        while left > 0:
+            end = _frame_end(buffer, offset, 3, channel)
+            if end is None:
+                return None
+            pieces.append(view[offset + 7 : end])
+            left -= end - offset - 7
+            offset = end + 1
+        body = b"".join(pieces)
+        pieces.clear()  # the views go before the buffer is cut
     return header, body, offset
 
 
