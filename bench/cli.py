@@ -104,17 +104,12 @@ def environment() -> dict[str, Any]:
         "host": platform.node(),
         "python": platform.python_version(),
         # The services run on this interpreter (sys.executable): its build matters.
-        "python_executable": sys.executable,
+        "python_executable": os.path.realpath(sys.executable),
         "python_build": sys.version,
         "cpus": len(os.sched_getaffinity(0)),
         "load_average": list(os.getloadavg()),
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-
-
-def interpreter_line() -> str:
-    """Which CPython runs the services: its build (PGO/LTO or not) moves the result."""
-    return f"Python {platform.python_version()} ({os.path.realpath(sys.executable)})"
 
 
 def write_json(folder: Path, name: str, document: dict[str, Any]) -> Path:
@@ -149,7 +144,8 @@ def run_mode(args: argparse.Namespace, stamp: str, broker_online: int | None) ->
         return run_big_message_command(args, plan, stamp)
     env = {**environment(), "broker_schedulers_online": broker_online}
     document: dict[str, Any] = {"mode": "compare", "plan": plan.__dict__, "env": env}
-    print(f"Staffetta's services run on {interpreter_line()}")
+    # Which CPython runs the services: its build (PGO/LTO or not) moves the result.
+    print(f"Staffetta's services run on Python {env['python']} ({env['python_executable']})")
     runs = run_compare(plan)
     rows = aggregate(runs)
     ratio_rows = ratios(rows)

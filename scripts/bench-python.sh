@@ -3,8 +3,8 @@
 #
 # The image runs on python:3.11-slim, whose CPython is built with PGO and LTO
 # (--enable-optimizations --with-lto). A pyenv or source build without those flags
-# runs our services' Python code 25-35 % slower, so benchmarking on it would measure
-# an interpreter nobody deploys. Debian's python3.11 is built with PGO and LTO too
+# ran pure-Python code 25-35 % slower here and cost our services 6-10 % more CPU per
+# message, so benchmarking on it would measure an interpreter nobody deploys. Debian's python3.11 is built with PGO and LTO too
 # (see its changelog), so it stands in for the image's interpreter here.
 #
 # BENCH_PYTHON=/path/to/python overrides the choice (use it for A/B runs).
